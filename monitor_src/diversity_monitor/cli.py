@@ -1,0 +1,48 @@
+"""`diversity-monitor`: one command line, subcommands registered by the module that owns them.
+
+The registry maps a subcommand to "module:function"; the function adds its parser to the
+subparsers and sets `handler`. Modules are imported only when their command is used, so
+`diversity-monitor run` inside the container never imports the local stack.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# name -> "module:register_function". One line per command; the module owns its arguments.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "run": ("diversity_monitor.entrypoint:register_run", "run the monitoring job (container entrypoint)"),
+    "baseline": ("diversity_monitor.entrypoint:register_baseline", "replay against an endpoint and write a baseline"),
+    "replay": ("diversity_monitor.entrypoint:register_replay", "one-off replay; prints the diversity table"),
+}
+
+
+def build_parser(argv: list[str]) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="diversity-monitor", description=__doc__.splitlines()[0])
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    chosen = next((arg for arg in argv if not arg.startswith("-")), None)
+    for name, (target, help_text) in COMMANDS.items():
+        if name == chosen:
+            module_name, function_name = target.split(":")
+            register = getattr(importlib.import_module(module_name), function_name)
+            register(subparsers.add_parser(name, help=help_text, description=help_text))
+        else:
+            subparsers.add_parser(name, help=help_text, add_help=False)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    parser = build_parser(argv)
+    args = parser.parse_args(argv)
+    handler = getattr(args, "handler", None)
+    if handler is None:
+        parser.print_help()
+        return 2
+    return int(handler(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

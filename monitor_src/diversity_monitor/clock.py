@@ -1,0 +1,36 @@
+"""The kit's notion of "now".
+
+Real time by default. The local stack's simulated clock reaches processes it starts (the
+monitoring container, model servers) through `DIVERSITY_MONITOR_NOW`: an ISO-8601 instant the
+process's clock starts at, after which it runs forward at real speed. This keeps metric
+timestamps, capture timestamps and schedule windows on the same clock in a simulated demo.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from datetime import datetime, timezone
+
+NOW_ENV = "DIVERSITY_MONITOR_NOW"
+
+_started_monotonic = time.monotonic()
+
+
+def parse_instant(text: str) -> datetime:
+    """Parse an ISO-8601 instant ('Z' allowed); naive values are taken as UTC."""
+    value = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+
+
+def utcnow() -> datetime:
+    start = os.environ.get(NOW_ENV)
+    if not start:
+        return datetime.now(timezone.utc)
+    elapsed = time.monotonic() - _started_monotonic
+    return datetime.fromtimestamp(parse_instant(start).timestamp() + elapsed, tz=timezone.utc)
+
+
+def iso_z(moment: datetime) -> str:
+    """`2019-11-26T03:00:00Z`: the timestamp form CloudWatch metric files use."""
+    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")

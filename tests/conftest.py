@@ -1,0 +1,39 @@
+"""Shared fixtures: a real moto server on loopback and boto3 pointed at it the ordinary way."""
+
+from __future__ import annotations
+
+import socket
+
+import pytest
+
+REGION = "eu-west-1"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def moto_url():
+    """moto in server mode: real HTTP, one URL for every service moto implements."""
+    from moto.server import ThreadedMotoServer
+
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    yield f"http://127.0.0.1:{port}"
+    server.stop()
+
+
+@pytest.fixture
+def aws_env(monkeypatch, moto_url):
+    """boto3's own settings (AWS_ENDPOINT_URL...) point unmodified code at the moto server."""
+    monkeypatch.setenv("AWS_ENDPOINT_URL", moto_url)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
+    monkeypatch.setenv("AWS_REGION", REGION)
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    return moto_url
