@@ -1,0 +1,127 @@
+"""Read and write by URI: `s3://bucket/key` through boto3, anything else as a local path.
+
+Clients are built the ordinary way (`boto3.client("s3")`), so boto3's own settings
+(`AWS_ENDPOINT_URL`, `AWS_ENDPOINT_URL_S3`, profiles, regions) decide where S3 is; the kit has
+no endpoint variable of its own.
+"""
+
+from __future__ import annotations
+
+import functools
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+from urllib.parse import urlparse
+
+import boto3
+from botocore.exceptions import ClientError
+
+_local = threading.local()
+
+
+class StorageError(RuntimeError):
+    """A URI that cannot be read or written; the message names the URI."""
+
+
+@dataclass(frozen=True)
+class S3Location:
+    bucket: str
+    key: str
+
+    @classmethod
+    def parse(cls, uri: str) -> "S3Location":
+        parsed = urlparse(uri)
+        if parsed.scheme != "s3" or not parsed.netloc:
+            raise StorageError(f"{uri!r} is not an s3://bucket/key URI")
+        return cls(parsed.netloc, parsed.path.lstrip("/"))
+
+    def __str__(self) -> str:
+        return f"s3://{self.bucket}/{self.key}"
+
+
+def is_s3(uri: str) -> bool:
+    return str(uri).startswith("s3://")
+
+
+def s3_client():
+    """One S3 client per thread (clients are thread-safe, but sessions are not)."""
+    client = getattr(_local, "s3", None)
+    if client is None:
+        client = boto3.session.Session().client("s3")
+        _local.s3 = client
+    return client
+
+
+def read_bytes(uri: str) -> bytes:
+    if is_s3(uri):
+        location = S3Location.parse(uri)
+        try:
+            return s3_client().get_object(Bucket=location.bucket, Key=location.key)["Body"].read()
+        except ClientError as error:
+            raise StorageError(f"cannot read {uri}: {_describe(error)}") from error
+    try:
+        return Path(uri).read_bytes()
+    except OSError as error:
+        raise StorageError(f"cannot read {uri}: {error.strerror or error}") from error
+
+
+def read_text(uri: str) -> str:
+    data = read_bytes(uri)
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise StorageError(f"{uri} is not UTF-8 text (byte {error.start})") from error
+
+
+def write_bytes(uri: str, data: bytes, *, overwrite: bool = True) -> None:
+    if is_s3(uri):
+        location = S3Location.parse(uri)
+        extra = {} if overwrite else {"IfNoneMatch": "*"}
+        try:
+            s3_client().put_object(Bucket=location.bucket, Key=location.key, Body=data, **extra)
+        except ClientError as error:
+            raise StorageError(f"cannot write {uri}: {_describe(error)}") from error
+        return
+    path = Path(uri)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        with open(path, "wb" if overwrite else "xb") as handle:
+            handle.write(data)
+    except FileExistsError as error:
+        raise StorageError(f"{uri} already exists; not overwriting it") from error
+
+
+def list_objects(prefix_uri: str) -> Iterator[str]:
+    """Every object (S3) or file (local) under a prefix, as URIs, in key order."""
+    if is_s3(prefix_uri):
+        location = S3Location.parse(prefix_uri)
+        paginator = s3_client().get_paginator("list_objects_v2")
+        try:
+            for page in paginator.paginate(Bucket=location.bucket, Prefix=location.key):
+                for item in page.get("Contents", []):
+                    yield f"s3://{location.bucket}/{item['Key']}"
+        except ClientError as error:
+            raise StorageError(f"cannot list {prefix_uri}: {_describe(error)}") from error
+        return
+    root = Path(prefix_uri)
+    if root.is_file():
+        yield str(root)
+    elif root.is_dir():
+        yield from (str(path) for path in sorted(root.rglob("*")) if path.is_file())
+
+
+def join(base_uri: str, *parts: str) -> str:
+    base = str(base_uri).rstrip("/")
+    return "/".join([base, *(part.strip("/") for part in parts)])
+
+
+@functools.singledispatch
+def _describe(error: Exception) -> str:
+    return str(error)
+
+
+@_describe.register
+def _(error: ClientError) -> str:
+    info = error.response.get("Error", {})
+    return f"{info.get('Code', 'error')}: {info.get('Message', '')}".rstrip(": ")
