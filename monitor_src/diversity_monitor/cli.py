@@ -16,6 +16,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "run": ("diversity_monitor.entrypoint:register_run", "run the monitoring job (container entrypoint)"),
     "baseline": ("diversity_monitor.entrypoint:register_baseline", "replay against an endpoint and write a baseline"),
     "replay": ("diversity_monitor.entrypoint:register_replay", "one-off replay; prints the diversity table"),
+    "capture-stats": ("diversity_monitor.capture_reader:register", "live-traffic diversity and malformed lines from data capture (S3 or folder)"),
+    "recommender": ("diversity_monitor.recommender.cli:register", "reference news recommender: generate data, train, serve"),
 }
 
 
@@ -36,7 +38,10 @@ def build_parser(argv: list[str]) -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     parser = build_parser(argv)
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra and not getattr(args, "accepts_extra_arguments", False):
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    args.extra_arguments = extra
     handler = getattr(args, "handler", None)
     if handler is None:
         parser.print_help()

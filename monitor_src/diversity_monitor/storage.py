@@ -81,6 +81,8 @@ def write_bytes(uri: str, data: bytes, *, overwrite: bool = True) -> None:
         try:
             s3_client().put_object(Bucket=location.bucket, Key=location.key, Body=data, **extra)
         except ClientError as error:
+            if error.response.get("Error", {}).get("Code") == "PreconditionFailed":
+                raise StorageError(f"{uri} already exists; not overwriting it") from error
             raise StorageError(f"cannot write {uri}: {_describe(error)}") from error
         return
     path = Path(uri)
@@ -90,6 +92,19 @@ def write_bytes(uri: str, data: bytes, *, overwrite: bool = True) -> None:
             handle.write(data)
     except FileExistsError as error:
         raise StorageError(f"{uri} already exists; not overwriting it") from error
+
+
+def exists(uri: str) -> bool:
+    if is_s3(uri):
+        location = S3Location.parse(uri)
+        try:
+            s3_client().head_object(Bucket=location.bucket, Key=location.key)
+            return True
+        except ClientError as error:
+            if error.response.get("ResponseMetadata", {}).get("HTTPStatusCode") == 404:
+                return False
+            raise StorageError(f"cannot check {uri}: {_describe(error)}") from error
+    return Path(uri).exists()
 
 
 def list_objects(prefix_uri: str) -> Iterator[str]:

@@ -1,0 +1,95 @@
+"""`diversity-monitor recommender generate|train|serve`.
+
+`serve` is what the image runs: SageMaker starts inference containers as `docker run IMAGE
+serve`, and the image's ENTRYPOINT is `diversity-monitor recommender`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from diversity_monitor import container_paths
+
+
+def _non_negative(text: str) -> float:
+    value = float(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
+    return value
+
+
+def register(parser: argparse.ArgumentParser) -> None:
+    from diversity_monitor.recommender.model import DEFECTS
+
+    commands = parser.add_subparsers(dest="recommender_command", metavar="SUBCOMMAND", required=True)
+
+    generate = commands.add_parser("generate", help="write a seeded dataset (catalog, click log, validation set)")
+    generate.add_argument("out_dir", type=Path)
+    generate.add_argument("--seed", type=int, default=7)
+    generate.add_argument("--articles", type=int, default=3000, help="catalog size (default 3000)")
+    generate.add_argument("--users", type=int, default=2000, help="users in the click log (default 2000)")
+    generate.set_defaults(handler=_generate)
+
+    train = commands.add_parser("train", help="train on a dataset and write OUT_DIR/model.tar.gz")
+    train.add_argument("data_dir", type=Path)
+    train.add_argument("out_dir", type=Path)
+    train.add_argument("--version", required=True, help="model version, carried in every response")
+    train.add_argument(
+        "--defect", choices=[name for name in DEFECTS if name], default=None,
+        help="train a regressed version reproducing an incident (default: healthy)",
+    )
+    train.add_argument("--seed", type=int, default=0, help="factor initialisation seed")
+    train.set_defaults(handler=_train)
+
+    serve = commands.add_parser("serve", help="serve a model directory (SageMaker inference contract)")
+    serve.add_argument(
+        "--model-dir", type=Path, default=None,
+        help=f"extracted model (default {container_paths.MODEL_DIR}, under ${container_paths.ML_ROOT_ENV} if set)",
+    )
+    serve.add_argument("--port", type=int, default=None, help="default $SAGEMAKER_BIND_TO_PORT, else 8080")
+    serve.add_argument(
+        "--host", default=None,
+        help="bind address (default 0.0.0.0 inside a SageMaker container, 127.0.0.1 elsewhere)",
+    )
+    serve.add_argument("--latency-ms", type=_non_negative, default=0.0, help="fixed latency added to each invocation")
+    serve.add_argument("--access-log", action="store_true", help="log every request")
+    serve.set_defaults(handler=_serve)
+
+
+def _fail(error: Exception) -> int:
+    print(f"error: {error}", file=sys.stderr)
+    return 1
+
+
+def _generate(args: argparse.Namespace) -> int:
+    from diversity_monitor.recommender import data
+
+    try:
+        paths = data.generate(args.out_dir, seed=args.seed, n_articles=args.articles, n_users=args.users)
+    except (ValueError, OSError) as error:
+        return _fail(error)
+    print(paths.root)
+    return 0
+
+
+def _train(args: argparse.Namespace) -> int:
+    from diversity_monitor.recommender import model
+
+    try:
+        archive = model.train(args.data_dir, args.out_dir, args.version, defect=args.defect, seed=args.seed)
+    except (ValueError, OSError, model.ModelError) as error:
+        return _fail(error)
+    print(archive)
+    return 0
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from diversity_monitor.recommender import model, server
+
+    try:
+        server.serve(args.model_dir, host=args.host, port=args.port, latency_ms=args.latency_ms, access_log=args.access_log)
+    except (ValueError, model.ModelError) as error:
+        return _fail(error)
+    return 0
