@@ -85,3 +85,30 @@ def slot_collapse_table(statistics: Mapping) -> pd.DataFrame:
 def violations_table(violations: Sequence[Violation] | Mapping) -> pd.DataFrame:
     items = violations["violations"] if isinstance(violations, Mapping) else [v.to_dict() for v in violations]
     return pd.DataFrame(items, columns=["feature_name", "constraint_check_type", "description"])
+
+
+def timeline_figure(table: pd.DataFrame, events=(), threshold: float | None = None):
+    """Hourly diversity (mean, p5) with the threshold, deploy/rollback marks and ALARM hours shaded."""
+    import matplotlib.dates as mdates
+    import matplotlib.pyplot as plt
+
+    hours = pd.to_datetime(table["hour"], utc=True)
+    figure, axis = plt.subplots(figsize=(9, 3.8))
+    axis.plot(hours, table["mean"], marker="o", label="mean categories per top-10")
+    axis.plot(hours, table["p5"], marker=".", linestyle=":", label="p5")
+    if threshold is not None:
+        axis.axhline(threshold, color="#d62728", linestyle="--", label=f"alarm threshold {threshold:g}")
+    for hour, state in zip(hours, table.get("alarm", [])):
+        if state == "ALARM":
+            axis.axvspan(hour - pd.Timedelta(minutes=30), hour + pd.Timedelta(minutes=30), color="#d62728", alpha=0.12)
+    for event in events:
+        if event.what in ("deploy", "rollback"):
+            axis.axvline(pd.Timestamp(event.at), color="grey" if event.what == "deploy" else "green", linewidth=1)
+            axis.annotate(f"{event.what}\n{event.detail.split(' ')[0]}", (pd.Timestamp(event.at), axis.get_ylim()[1]),
+                          fontsize=7, va="top", ha="left")
+    axis.set_ylabel("distinct categories")
+    axis.set_ylim(0, 10.5)
+    axis.xaxis.set_major_formatter(mdates.DateFormatter("%H:%M"))
+    axis.legend(loc="lower left", fontsize=8)
+    figure.tight_layout()
+    return figure

@@ -1,0 +1,153 @@
+"""`diversity-monitor demo`: the incident from the design notes, end to end, on the local stack.
+
+Starts the embedded stack with a simulated clock, plays `scenario.IncidentScenario` (healthy
+hours, a regressed deploy, the alarm, the rollback, recovery), then prints the timeline and
+leaves in `demo-output/`: `timeline.csv`, `timeline.png`, `pager.json`, and every executed
+report (`reports/<yyyy-mm-dd-HH>/report.ipynb|.html`, statistics, violations).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import pandas as pd
+from tqdm.auto import tqdm
+
+from diversity_monitor import report, report_history, storage
+from diversity_monitor.local.clock import SimulatedClock
+from diversity_monitor.scenario import ENDPOINT, REPORTS_URI, SCHEDULE, IncidentScenario, ScenarioPlan
+
+DEMO_ROOT = Path("demo-output")
+
+
+def fresh_output_folder(root: Path = DEMO_ROOT) -> Path:
+    """`demo-output/run-<time>/`, with `demo-output/latest` pointing at it: runs never overwrite."""
+    folder = root / datetime.now().strftime("run-%Y%m%d-%H%M%S")
+    folder.mkdir(parents=True, exist_ok=False)
+    latest = root / "latest"
+    if latest.is_symlink():
+        latest.unlink()
+    if not latest.exists():
+        latest.symlink_to(folder.name)
+    return folder
+
+
+def alarm_states(alarm_name: str, client=None) -> list[tuple[datetime, str]]:
+    """(time, new state) for every state change, oldest first, from DescribeAlarmHistory."""
+    import boto3
+
+    client = client or boto3.client("cloudwatch")
+    items = client.describe_alarm_history(AlarmName=alarm_name, HistoryItemType="StateUpdate",
+                                          ScanBy="TimestampAscending")["AlarmHistoryItems"]
+    return [(item["Timestamp"], json.loads(item["HistoryData"])["newState"]["stateValue"]) for item in items]
+
+
+def state_at(changes: list[tuple[datetime, str]], moment: datetime) -> str:
+    state = "INSUFFICIENT_DATA"
+    for when, new_state in changes:
+        if when <= moment:
+            state = new_state
+    return state
+
+
+def live_config_at(events, moment: datetime) -> str:
+    config = "-"
+    for event in events:
+        if event.what in ("deploy", "rollback") and event.at <= moment:
+            config = event.detail.split(" ")[0]
+    return config
+
+
+def timeline(scenario: IncidentScenario) -> pd.DataFrame:
+    import boto3
+
+    executions = boto3.client("sagemaker").list_monitoring_executions(
+        MonitoringScheduleName=SCHEDULE, SortBy="ScheduledTime", SortOrder="Ascending", MaxResults=100,
+    )["MonitoringExecutionSummaries"]
+    reports = {r.hour: r for r in report_history.load_reports(
+        REPORTS_URI, ENDPOINT, SCHEDULE, scenario.plan.start, scenario.now())}
+    changes = alarm_states(scenario.alarm_names[0]) if scenario.alarm_names else []
+    rows = []
+    for execution in executions:
+        hour = execution["ScheduledTime"]
+        figures = reports[hour].figures if hour in reports else {}
+        rows.append({
+            "hour": hour.strftime("%Y-%m-%d %H:%M"),
+            "endpoint config": live_config_at(scenario.events, hour),
+            "status": execution["MonitoringExecutionStatus"],
+            "mean": round(figures["mean"], 2) if figures.get("mean") is not None else None,
+            "min": figures.get("min"),
+            "p5": figures.get("p5"),
+            "max slot share": round(figures.get("max_slot_concentration") or 0, 2),
+            "violations": len(reports[hour].violations) if hour in reports else None,
+            "alarm": state_at(changes, hour + timedelta(minutes=5)),
+        })
+    return pd.DataFrame(rows)
+
+
+def collect_reports(output: Path, start: datetime, end: datetime) -> int:
+    count = 0
+    for hour_report in report_history.load_reports(REPORTS_URI, ENDPOINT, SCHEDULE, start, end):
+        folder = output / "reports" / hour_report.hour.strftime("%Y-%m-%d-%H")
+        folder.mkdir(parents=True, exist_ok=True)
+        for uri in hour_report.files:
+            (folder / uri.rsplit("/", 1)[-1]).write_bytes(storage.read_bytes(uri))
+        count += 1
+    return count
+
+
+def run_demo(output: Path, plan: ScenarioPlan, progress: bool = True) -> dict:
+    from diversity_monitor.local.platform import start_stack
+
+    if output.exists() and any(output.iterdir()):
+        raise SystemExit(f"{output} is not empty: move it away or pass --output to a new folder "
+                         "(the demo never overwrites an earlier run's reports)")
+    output.mkdir(parents=True, exist_ok=True)
+    clock = SimulatedClock(plan.start)
+    with start_stack(output / ".local-stack", port=0, clock=clock) as stack:
+        os.environ.update(stack.platform.aws_environment())  # any boto3 code now talks to the stack
+        scenario = IncidentScenario(workdir=output / "work", advance=stack.platform.advance, now=clock.now, plan=plan)
+        steps = 5 + plan.healthy_hours + plan.bad_hours + plan.recovered_hours
+        with tqdm(total=steps, desc="demo", unit="step", disable=not progress) as bar:
+            def on_step(text: str) -> None:
+                bar.update(1)
+                tqdm.write(f"[{bar.n}/{steps}] {text}")
+            scenario.run(on_step)
+        table = timeline(scenario)
+        pager = scenario.pager_messages()
+        reports = collect_reports(output, plan.start, clock.now())
+        events = [{"at": e.at.isoformat(), "what": e.what, "detail": e.detail} for e in scenario.events]
+    table.to_csv(output / "timeline.csv", index=False)
+    (output / "pager.json").write_text(json.dumps(pager, indent=2, default=str))
+    (output / "events.json").write_text(json.dumps(events, indent=2))
+    figure = report.timeline_figure(table, scenario.events, threshold=4.0)
+    figure.savefig(output / "timeline.png", dpi=110)
+    shutil.rmtree(output / "work", ignore_errors=True)  # training data and models: rebuilt each run
+    return {"timeline": table, "pager": pager, "reports": reports, "events": events}
+
+
+def register(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--output", type=Path, default=None,
+                        help="an empty or new folder for reports and the timeline (default: demo-output/run-<time>/)")
+    parser.add_argument("--sessions", type=int, default=500, help="validation sessions replayed each hour")
+    parser.add_argument("--live-requests", type=int, default=120, help="live requests per simulated hour")
+    parser.set_defaults(handler=_demo)
+
+
+def _demo(args: argparse.Namespace) -> int:
+    plan = ScenarioPlan(sessions=args.sessions, live_requests_per_hour=args.live_requests)
+    output = args.output or fresh_output_folder()
+    result = run_demo(output, plan, progress=sys.stderr.isatty())
+    print("\nTimeline (one row per scheduled monitoring run):")
+    print(result["timeline"].to_string(index=False))
+    print("\nPager (SNS -> SQS) received:")
+    for message in result["pager"]:
+        print(f"  {message.get('StateChangeTime', '')}  {message.get('Subject')}")
+    print(f"\n{result['reports']} executed reports in {output}/reports/; plot: {output}/timeline.png")
+    return 0

@@ -1,0 +1,179 @@
+"""Creating what watches the endpoint: the monitoring schedule, the alarms, the pager topic.
+
+Request builders are pure (dicts in the shape of the API); `apply_*` functions send them with
+plain boto3 and are idempotent, so a notebook can be re-run safely. The same code runs against
+AWS and the local stack; only boto3's endpoint settings differ.
+
+Two alarms:
+- the diversity alarm: `top10_category_diversity_mean < 4` for 2 of 3 one-hour periods.
+  TreatMissingData=missing: a missing hour is neither healthy nor broken (an outage publishes no
+  diversity, see cloudwatch.py); the monitor-health alarm owns that case;
+- the monitor-health alarm: `replay_success_rate < 0.95` for 2 of 2 hours, with
+  TreatMissingData=breaching: a monitor that stops running or stops publishing is itself an
+  incident, because the diversity alarm would otherwise stay quiet forever. 2 of 2 rather than
+  2 of 3: with missing = breaching, a 2-of-3 alarm created next to a new schedule pages at once
+  (two of its three periods are still empty); 2 of 2 pages after two silent or failed hours.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import boto3
+from botocore.exceptions import ClientError
+
+from diversity_monitor.contract import DEFAULT_NAMESPACE
+
+HOURLY = "cron(0 * ? * * *)"
+DIVERSITY_METRIC = "top10_category_diversity_mean"
+HEALTH_METRIC = "replay_success_rate"
+RUNBOOK_HINT = "Runbook: runbooks/README.md (diversity_alarm.ipynb / monitor_job_failed.ipynb)."
+
+
+@dataclass(frozen=True)
+class MonitorSpec:
+    """Everything the schedule and its alarms need to know."""
+
+    endpoint_name: str
+    schedule_name: str
+    image_uri: str
+    role_arn: str
+    validation_set: str
+    catalog: str
+    reports_s3_uri: str
+    baseline_s3_uri: str | None = None  # folder holding statistics.json + constraints.json
+    min_diversity: float = 4.0
+    instance_type: str = "ml.m5.large"
+    max_runtime_seconds: int = 1800
+    schedule_expression: str = HOURLY
+    extra_arguments: tuple[str, ...] = ()
+    environment: dict[str, str] = field(default_factory=dict)
+
+    def container_arguments(self) -> list[str]:
+        return ["--validation-set", self.validation_set, "--catalog", self.catalog,
+                "--min-diversity", f"{self.min_diversity:g}", *self.extra_arguments]
+
+
+def monitoring_job_definition(spec: MonitorSpec) -> dict:
+    definition = {
+        "MonitoringInputs": [{"EndpointInput": {
+            "EndpointName": spec.endpoint_name,
+            "LocalPath": "/opt/ml/processing/input/endpoint",
+            "S3InputMode": "File",
+            "S3DataDistributionType": "FullyReplicated",
+        }}],
+        "MonitoringOutputConfig": {"MonitoringOutputs": [{"S3Output": {
+            "S3Uri": spec.reports_s3_uri,
+            "LocalPath": "/opt/ml/processing/output",
+            "S3UploadMode": "EndOfJob",
+        }}]},
+        "MonitoringResources": {"ClusterConfig": {
+            "InstanceCount": 1, "InstanceType": spec.instance_type, "VolumeSizeInGB": 20}},
+        "MonitoringAppSpecification": {
+            "ImageUri": spec.image_uri,
+            "ContainerArguments": spec.container_arguments(),
+        },
+        "StoppingCondition": {"MaxRuntimeInSeconds": spec.max_runtime_seconds},
+        "RoleArn": spec.role_arn,
+    }
+    if spec.environment:
+        definition["Environment"] = dict(spec.environment)
+    if spec.baseline_s3_uri:
+        base = spec.baseline_s3_uri.rstrip("/")
+        definition["BaselineConfig"] = {
+            "ConstraintsResource": {"S3Uri": f"{base}/constraints.json"},
+            "StatisticsResource": {"S3Uri": f"{base}/statistics.json"},
+        }
+    return definition
+
+
+def schedule_request(spec: MonitorSpec) -> dict:
+    return {
+        "MonitoringScheduleName": spec.schedule_name,
+        "MonitoringScheduleConfig": {
+            "ScheduleConfig": {"ScheduleExpression": spec.schedule_expression},
+            "MonitoringJobDefinition": monitoring_job_definition(spec),
+        },
+    }
+
+
+def apply_schedule(spec: MonitorSpec, client=None) -> str:
+    """Create the schedule, or update it when it exists. Returns "created" or "updated"."""
+    client = client or boto3.client("sagemaker")
+    request = schedule_request(spec)
+    try:
+        client.describe_monitoring_schedule(MonitoringScheduleName=spec.schedule_name)
+    except ClientError as error:
+        if error.response["Error"]["Code"] not in ("ResourceNotFound", "ValidationException"):
+            raise
+        client.create_monitoring_schedule(**request)
+        return "created"
+    client.update_monitoring_schedule(**request)
+    return "updated"
+
+
+def metric_dimensions(spec: MonitorSpec) -> list[dict]:
+    return [{"Name": "Endpoint", "Value": spec.endpoint_name},
+            {"Name": "MonitoringSchedule", "Value": spec.schedule_name}]
+
+
+def diversity_alarm_request(spec: MonitorSpec, topic_arn: str) -> dict:
+    return {
+        "AlarmName": f"{spec.endpoint_name}-diversity-below-{spec.min_diversity:g}",
+        "AlarmDescription": (
+            f"Mean distinct categories per top-10 on {spec.endpoint_name} below {spec.min_diversity:g} "
+            f"for 2 of 3 hours (schedule {spec.schedule_name}). {RUNBOOK_HINT}"
+        ),
+        "ActionsEnabled": True,
+        "AlarmActions": [topic_arn],
+        "OKActions": [topic_arn],
+        "Namespace": DEFAULT_NAMESPACE,
+        "MetricName": DIVERSITY_METRIC,
+        "Dimensions": metric_dimensions(spec),
+        "Statistic": "Average",
+        "Period": 3600,
+        "EvaluationPeriods": 3,
+        "DatapointsToAlarm": 2,
+        "Threshold": spec.min_diversity,
+        "ComparisonOperator": "LessThanThreshold",
+        "TreatMissingData": "missing",
+    }
+
+
+def health_alarm_request(spec: MonitorSpec, topic_arn: str, min_success_rate: float = 0.95) -> dict:
+    return {
+        "AlarmName": f"{spec.endpoint_name}-diversity-monitor-unhealthy",
+        "AlarmDescription": (
+            f"The diversity monitor for {spec.endpoint_name} is failing or silent: replay success below "
+            f"{min_success_rate:.0%} or no result for 2 hours in a row. {RUNBOOK_HINT}"
+        ),
+        "ActionsEnabled": True,
+        "AlarmActions": [topic_arn],
+        "OKActions": [topic_arn],
+        "Namespace": DEFAULT_NAMESPACE,
+        "MetricName": HEALTH_METRIC,
+        "Dimensions": metric_dimensions(spec),
+        "Statistic": "Minimum",
+        "Period": 3600,
+        "EvaluationPeriods": 2,
+        "DatapointsToAlarm": 2,
+        "Threshold": min_success_rate,
+        "ComparisonOperator": "LessThanThreshold",
+        "TreatMissingData": "breaching",
+    }
+
+
+def apply_alarms(spec: MonitorSpec, topic_arn: str, client=None) -> list[str]:
+    """PutMetricAlarm is an upsert, so re-running replaces the definitions in place."""
+    client = client or boto3.client("cloudwatch")
+    names = []
+    for request in (diversity_alarm_request(spec, topic_arn), health_alarm_request(spec, topic_arn)):
+        client.put_metric_alarm(**request)
+        names.append(request["AlarmName"])
+    return names
+
+
+def ensure_topic(name: str, client=None) -> str:
+    """CreateTopic is idempotent for the same name and returns the existing ARN."""
+    client = client or boto3.client("sns")
+    return client.create_topic(Name=name)["TopicArn"]
