@@ -13,6 +13,8 @@ Two alarms:
   incident, because the diversity alarm would otherwise stay quiet forever. 2 of 2 rather than
   2 of 3: with missing = breaching, a 2-of-3 alarm created next to a new schedule pages at once
   (two of its three periods are still empty); 2 of 2 pages after two silent or failed hours.
+  Like any heartbeat alarm it is in ALARM while its window holds no point at all: create it
+  after the schedule's first run has published, not before.
 """
 
 from __future__ import annotations

@@ -153,7 +153,7 @@ class EndpointReplayer:
         retrying = Retrying(
             retry=retry_if_exception(is_retryable),
             stop=stop_after_attempt(self.settings.max_attempts),
-            wait=wait_exponential_jitter(initial=0.2, max=5.0),
+            wait=wait_exponential_jitter(multiplier=0.2, max=5.0),
             sleep=self._sleep,
         )
         attempts = 0

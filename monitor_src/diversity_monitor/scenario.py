@@ -207,11 +207,12 @@ class IncidentScenario:
         on_step("baseline from the validation set")
         self.build_baseline()
         self.create_schedule()
-        # The first run lands before the alarms exist: the monitor-health alarm treats missing data
-        # as breaching, and would page for "no data yet" otherwise.
+        # The alarms come once the first run has published: the monitor-health alarm treats
+        # missing data as breaching (a heartbeat), so created over an empty window it pages at once.
         self.live_hour()
-        on_step(f"hour {self.now():%H:%M}: first run, then the alarms")
+        self.advance(5 * 60)
         self.create_pager_and_alarms()
+        on_step(f"hour {self.now():%H:%M}: first run published; alarms created")
         for _ in range(plan.healthy_hours - 1):
             self.live_hour()
             on_step(f"hour {self.now():%H:%M}: healthy")
