@@ -31,7 +31,7 @@ bench: venv
 	$(VENV)/bin/python -m bench
 
 lint: venv
-	$(VENV)/bin/hadolint Dockerfile
+	$(VENV)/bin/hadolint Dockerfile Dockerfile.recommender
 
 clean:
 	rm -rf $(VENV) $(TOOLS) demo-output

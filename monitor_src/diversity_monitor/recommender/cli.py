@@ -7,6 +7,7 @@ serve`, and the image's ENTRYPOINT is `diversity-monitor recommender`.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -53,7 +54,9 @@ def register(parser: argparse.ArgumentParser) -> None:
         "--host", default=None,
         help="bind address (default 0.0.0.0 inside a SageMaker container, 127.0.0.1 elsewhere)",
     )
-    serve.add_argument("--latency-ms", type=_non_negative, default=0.0, help="fixed latency added to each invocation")
+    # SageMaker hands a model's `Environment` to its container, so latency can be set per model.
+    serve.add_argument("--latency-ms", type=_non_negative, default=float(os.environ.get("RECOMMENDER_LATENCY_MS", 0)),
+                       help="fixed latency added to each invocation (default: $RECOMMENDER_LATENCY_MS or 0)")
     serve.add_argument("--access-log", action="store_true", help="log every request")
     serve.set_defaults(handler=_serve)
 
