@@ -1,0 +1,252 @@
+"""Benchmark the capture reader's live diversity pass on generated capture.
+
+    .venv/bin/python -m bench.bench_capture [--records 200000] [--hours 4] [--pandas-hours 1] [--keep DIR]
+
+Generates realistic capture with the real `CaptureWriter` (JSON encoding, a 60-article history
+in every request, ~1.5 KB a line, 1% replay traffic) into a temporary folder laid out as the
+monitoring container sees it, then runs each variant in its own subprocess so CPU time and peak
+RSS are isolated:
+
+- reader, 1 worker / 2 workers: `capture_reader.live_diversity` (the whole pass);
+- pandas: the naive way, `pandas.read_json(lines=True)` per file, concatenated, then
+  json.loads of each response and `DiversityAccumulator.add` per row (first hour only by
+  default: it is slow, and its rate is per record);
+- raw parse: read the same bytes and `orjson.loads` every line, nothing else (the ceiling);
+- reader over 1 hour vs all hours: peak RSS should not grow with the input.
+
+"records/s per core" divides records by the CPU seconds (user + system) of the pass, in the
+process and its workers, excluding interpreter start and imports: less sensitive to other load
+on the machine than wall-clock rates, which are shown beside it. A fixed pure-Python loop is
+timed too, so figures from machines of different speed can be compared. Nothing is asserted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import importlib
+import json
+import os
+import random
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import numpy as np
+import orjson
+
+ENDPOINT, VARIANT = "news-recommender", "AllTraffic"
+START = datetime(2024, 5, 1, 6, tzinfo=timezone.utc)
+ARTICLES, CATEGORIES, HISTORY, K = 5000, 14, 60, 10
+REPLAY_SHARE = 0.01
+RECORDS_PER_FILE = 12_500
+
+
+def generate(folder: Path, records: int, hours: int, seed: int = 7) -> tuple[Path, Path]:
+    """Capture under folder/capture/<endpoint>/<variant>/yyyy/mm/dd/hh/, and folder/catalog.csv."""
+    from diversity_monitor.capture import CaptureWriter
+
+    rng = np.random.default_rng(seed)
+    article_ids = [f"a{index:05d}" for index in range(ARTICLES)]
+    catalog_path = folder / "catalog.csv"
+    with open(catalog_path, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["article_id", "category"])
+        writer.writerows((article, f"category-{rng.integers(CATEGORIES)}") for article in article_ids)
+    capture_root = folder / "capture"
+    capture = CaptureWriter(str(capture_root), ENDPOINT, VARIANT, {"Input", "Output"}, ["application/json"],
+                            ["text/csv"], 100, random.Random(seed), flush_at_records=RECORDS_PER_FILE)
+    step = timedelta(seconds=hours * 3600 / records)
+    # Arrays drawn with numpy, turned into Python lists once: per-record work is then plain indexing.
+    histories = rng.integers(ARTICLES, size=(records, HISTORY)).tolist()
+    ranked = (np.argsort(rng.random((records, 40)), axis=1)[:, :K]
+              + rng.integers(ARTICLES - 40, size=(records, 1))).tolist()
+    scores = np.round(np.sort(rng.random((records, K)), axis=1)[:, ::-1], 6).tolist()
+    replay = (rng.random(records) < REPLAY_SHARE).tolist()
+    moment = START
+    for index in range(records):
+        request = {"user_id": f"u{index % 90_000:05d}", "history": [article_ids[a] for a in histories[index]], "k": K}
+        response = {
+            "recommendations": [
+                {"article_id": article_ids[a], "score": s} for a, s in zip(ranked[index], scores[index])
+            ],
+            "model_version": "news-mf-2024-04-29",
+        }
+        inference_id = f"{'diversity-replay-' if replay[index] else 'web-'}{index:09d}"
+        capture.capture(orjson.dumps(request), "application/json", orjson.dumps(response), "application/json",
+                        moment, inference_id)
+        moment += step
+    capture.flush()
+    return capture_root, catalog_path
+
+
+# --- variants, each run in a child process ---------------------------------------------------
+
+def _files(source: Path, hours: int | None) -> list[str]:
+    from diversity_monitor.capture_source import list_capture_files
+
+    end = None if hours is None else START + timedelta(hours=hours)
+    return [item.uri for item in list_capture_files(str(source), START if end else None, end).files]
+
+
+def run_reader(source, catalog_path, hours, workers):
+    from diversity_monitor.capture_reader import live_diversity
+    from diversity_monitor.inputs import load_catalog
+
+    end = None if hours is None else START + timedelta(hours=hours)
+    stats = live_diversity(str(source), load_catalog(str(catalog_path)), start=START if end else None, end=end,
+                           workers=workers)
+    return stats.lines_read, {"live_lists": stats.live_lists, "mean": stats.accumulator.diversity().mean}
+
+
+def run_pandas(source, catalog_path, hours, workers):
+    import pandas as pd
+
+    from diversity_monitor.inputs import load_catalog
+    from diversity_monitor.metrics import DiversityAccumulator
+
+    catalog = load_catalog(str(catalog_path))
+    frame = pd.concat([pd.read_json(path, lines=True) for path in _files(source, hours)], ignore_index=True)
+    accumulator = DiversityAccumulator(K)
+    for capture, metadata in zip(frame["captureData"], frame["eventMetadata"]):
+        if metadata.get("inferenceId", "").startswith("diversity-replay-"):
+            continue
+        response = json.loads(capture["endpointOutput"]["data"])
+        accumulator.add([item["article_id"] for item in response["recommendations"]], catalog)
+    return len(frame), {"live_lists": sum(accumulator.histogram), "mean": accumulator.diversity().mean}
+
+
+def run_raw_parse(source, catalog_path, hours, workers):
+    lines = 0
+    for path in _files(source, hours):
+        with open(path, "rb", buffering=1 << 20) as handle:
+            for line in handle:
+                orjson.loads(line)
+                lines += 1
+    return lines, {}
+
+
+VARIANTS = {"reader": run_reader, "pandas": run_pandas, "raw-parse": run_raw_parse}
+
+
+IMPORTS = {
+    "reader": ["diversity_monitor.capture_reader", "diversity_monitor.inputs"],
+    "pandas": ["pandas", "diversity_monitor.inputs", "diversity_monitor.metrics", "diversity_monitor.capture_source"],
+    "raw-parse": ["diversity_monitor.capture_source"],
+}
+
+
+def child(args: argparse.Namespace) -> None:
+    for module in IMPORTS[args.child]:  # import time is not part of the pass
+        importlib.import_module(module)
+    own_before, workers_before = _cpu(resource.RUSAGE_SELF), _cpu(resource.RUSAGE_CHILDREN)
+    started_wall = time.perf_counter()
+    records, extra = VARIANTS[args.child](Path(args.source), Path(args.catalog), args.window_hours, args.workers)
+    wall = time.perf_counter() - started_wall
+    cpu = _cpu(resource.RUSAGE_SELF) - own_before + _cpu(resource.RUSAGE_CHILDREN) - workers_before
+    print(json.dumps({
+        "records": records, "wall_s": wall, "cpu_s": cpu, "peak_rss_mb": _peak_rss_mb(),
+        # Workers start from this small process: their ru_maxrss is their own peak (at least this one's size).
+        "peak_worker_rss_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, **extra,
+    }))
+
+
+def _cpu(who: int) -> float:
+    usage = resource.getrusage(who)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _peak_rss_mb() -> float:
+    """VmHWM: this process image's own peak (ru_maxrss would include the parent's size at fork)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def measure(variant: str, source: Path, catalog: Path, *, workers=1, window_hours=None) -> dict:
+    command = [sys.executable, "-m", "bench.bench_capture", "--child", variant, "--source", str(source),
+               "--catalog", str(catalog), "--workers", str(workers)]
+    if window_hours is not None:
+        command += ["--window-hours", str(window_hours)]
+    started = time.perf_counter()
+    done = subprocess.run(command, capture_output=True, text=True, cwd=Path(__file__).resolve().parent.parent)
+    if done.returncode != 0:
+        raise RuntimeError(f"{variant} failed:\n{done.stderr}")
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    result["process_s"] = time.perf_counter() - started
+    return result
+
+
+def calibration_ms() -> float:
+    """A fixed pure-Python loop, so figures from different machines can be compared."""
+    started = time.process_time()
+    for _ in range(5):
+        sum(range(1_000_000))
+    return (time.process_time() - started) / 5 * 1000
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="bench.bench_capture", description=__doc__.splitlines()[0])
+    parser.add_argument("--records", type=int, default=200_000, help="records to generate (default 200000)")
+    parser.add_argument("--hours", type=int, default=4, help="hour folders to spread them over (default 4)")
+    parser.add_argument("--pandas-hours", type=int, default=1,
+                        help="hour folders the (slow) pandas baseline reads (default 1; its rate is per record)")
+    parser.add_argument("--keep", metavar="DIR", help="generate into DIR and keep it")
+    parser.add_argument("--child", choices=sorted(VARIANTS), help=argparse.SUPPRESS)
+    parser.add_argument("--source", help=argparse.SUPPRESS)
+    parser.add_argument("--catalog", help=argparse.SUPPRESS)
+    parser.add_argument("--workers", type=int, default=1, help=argparse.SUPPRESS)
+    parser.add_argument("--window-hours", type=int, default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+    if args.child:
+        child(args)
+        return 0
+    with tempfile.TemporaryDirectory(prefix="bench-capture-") as scratch:
+        folder = Path(args.keep) if args.keep else Path(scratch)
+        folder.mkdir(parents=True, exist_ok=True)
+        started = time.perf_counter()
+        source, catalog = generate(folder, args.records, args.hours)
+        sizes = [path.stat().st_size for path in source.rglob("*.jsonl")]
+        print(f"generated {args.records:,} records in {len(sizes)} files over {args.hours} hour folders, "
+              f"{sum(sizes) / args.records:,.0f} bytes a record, {sum(sizes) / 2**20:,.0f} MiB, "
+              f"in {time.perf_counter() - started:.1f} s; cpu count {os.cpu_count()}; "
+              f"calibration: sum(range(10**6)) = {calibration_ms():.1f} ms")
+        rows = [
+            ("reader, 1 worker", measure("reader", source, catalog)),
+            ("reader, 2 workers", measure("reader", source, catalog, workers=2)),
+            ("pandas read_json baseline", measure("pandas", source, catalog, window_hours=args.pandas_hours)),
+            ("raw orjson parse (ceiling)", measure("raw-parse", source, catalog)),
+            (f"reader, 1 worker, 1 hour", measure("reader", source, catalog, window_hours=1)),
+        ]
+    print_table(rows)
+    return 0
+
+
+def print_table(rows: list[tuple[str, dict]]) -> None:
+    print(f"{'variant':30} {'records':>9} {'rec/s/core':>11} {'rec/s wall':>11} {'cpu s':>7} {'peak RSS MB':>12} {'worker RSS MB':>14}")
+    for name, row in rows:
+        per_core = row["records"] / row["cpu_s"] if row["cpu_s"] else float("nan")
+        print(f"{name:30} {row['records']:>9,} {per_core:>11,.0f} {row['records'] / row['wall_s']:>11,.0f} "
+              f"{row['cpu_s']:>7.2f} {row['peak_rss_mb']:>12,.0f} {row['peak_worker_rss_mb']:>14,.0f}")
+    by_name = dict(rows)
+    reader, two = by_name["reader, 1 worker"], by_name["reader, 2 workers"]
+    pandas, raw = by_name["pandas read_json baseline"], by_name["raw orjson parse (ceiling)"]
+    rate = lambda row: row["records"] / row["cpu_s"]  # noqa: E731
+    print(f"reader vs pandas, per core: {rate(reader) / rate(pandas):.1f}x; reader / raw-parse ceiling: "
+          f"{rate(reader) / rate(raw):.0%}; 2 workers vs 1, wall: "
+          f"{(two['records'] / two['wall_s']) / (reader['records'] / reader['wall_s']):.2f}x")
+    small = by_name["reader, 1 worker, 1 hour"]
+    print(f"memory flatness: peak RSS {small['peak_rss_mb']:,.0f} MB for {small['records']:,} records vs "
+          f"{reader['peak_rss_mb']:,.0f} MB for {reader['records']:,} (pandas: {pandas['peak_rss_mb']:,.0f} MB)")
+    agree = reader.get("live_lists") == two.get("live_lists") and reader.get("mean") == two.get("mean")
+    same_hour = small.get("live_lists") == pandas.get("live_lists") and small.get("mean") == pandas.get("mean")
+    print(f"results: 1 and 2 workers agree: {agree} (live lists {reader.get('live_lists'):,}, mean categories "
+          f"{reader.get('mean'):.3f}); pandas and reader agree on their hour: {same_hour}")
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,397 @@
+"""SageMaker data capture, the format: records, payload encodings, parsing, object keys.
+
+The writer (sampling, buffering, objects) is in capture_writer.py, importable from here as
+`capture.CaptureWriter`; reading an hour of capture is capture_reader.py.
+
+As platform-facts.md ("Data capture") describes it, one JSON object a line:
+
+    {"captureData": {"endpointInput": {"observedContentType": ..., "mode": "INPUT", "data": ..., "encoding": ...},
+                     "endpointOutput": {"observedContentType": ..., "mode": "OUTPUT", "data": ..., "encoding": ...}},
+     "eventMetadata": {"eventId": ..., "inferenceId": ..., "inferenceTime": "2024-05-01T10:11:12Z",
+                       "customAttributes": ...},
+     "eventVersion": "0"}
+
+`encoding` is JSON, CSV or BASE64 and `data` is always a string. A body whose content type is
+in the configured JSON (CSV) list is stored as its text with encoding JSON (CSV); any other body,
+including one sent without a content type (`observedContentType: null`), is base64-encoded.
+Content types are compared by media type, ignoring parameters and case: AWS's documented sample
+captures `text/csv; charset=utf-8` as CSV with `text/csv` configured.
+
+Objects: `<DestinationS3Uri>/<Endpoint>/<Variant>/yyyy/mm/dd/hh/<MM-SS-mmm>-<uuid>.jsonl`, hh the
+hour of the invocation, MM-SS-mmm the minute, second and millisecond of the file's first record.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+from datetime import datetime, timedelta, timezone
+from typing import NamedTuple
+
+import orjson
+
+from diversity_monitor import storage
+
+EVENT_VERSION = "0"
+REPLAY_INFERENCE_PREFIX = "diversity-replay-"  # InferenceId prefix the monitoring job's replay sends
+CAPTURE_MODES = {"Input": ("Input",), "Output": ("Output",), "InputAndOutput": ("Input", "Output")}
+_HOUR_KEY = re.compile(r"(?:^|/)(\d{4})/(\d{2})/(\d{2})/(\d{2})/([^/]+\.jsonl)$")
+
+
+class MalformedRecord(ValueError):
+    """A capture line that is not a record as documented; `kind` is a short stable code."""
+
+    def __init__(self, kind: str, detail: str) -> None:
+        super().__init__(f"{kind}: {detail}")
+        self.kind = kind
+        self.detail = detail
+
+
+class Location(NamedTuple):
+    file: str
+    line: int
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}"
+
+
+class CapturedPayload(NamedTuple):
+    body: bytes  # decoded: the bytes the caller sent or the model returned
+    content_type: str | None  # observedContentType
+    encoding: str
+
+    def json(self) -> object:
+        return orjson.loads(self.body)
+
+
+class CapturedEvent(NamedTuple):
+    input_payload: CapturedPayload | None
+    output_payload: CapturedPayload | None
+    inference_id: str | None
+    event_id: str
+    inference_time: datetime
+    custom_attributes: str | None
+    location: Location | None
+
+
+# --- payload encodings: registries both ways ------------------------------------------------
+
+def _text_data(body: bytes) -> str:
+    return body.decode("utf-8")
+
+
+def _base64_data(body: bytes) -> str:
+    return base64.b64encode(body).decode("ascii")
+
+
+def _from_text(data: str) -> bytes:
+    return data.encode("utf-8")
+
+
+def _from_base64(data: str) -> bytes:
+    try:
+        return base64.b64decode(data, validate=True)
+    except (binascii.Error, ValueError) as error:
+        raise MalformedRecord("bad-base64", f"data is not valid base64 ({error})") from None
+
+
+ENCODERS = {"JSON": _text_data, "CSV": _text_data, "BASE64": _base64_data}
+DECODERS = {"JSON": _from_text, "CSV": _from_text, "BASE64": _from_base64}
+_TEXT_ENCODINGS = frozenset(name for name, decoder in DECODERS.items() if decoder is _from_text)
+
+
+def media_type(content_type: str | None) -> str | None:
+    """`Text/CSV; charset=utf-8` -> `text/csv`: the part content-type lists are matched on."""
+    if content_type is None:
+        return None
+    return content_type.split(";", 1)[0].strip().lower() or None
+
+
+def choose_encoding(content_type: str | None, json_types: frozenset[str], csv_types: frozenset[str]) -> str:
+    kind = media_type(content_type)
+    if kind in json_types:
+        return "JSON"
+    if kind in csv_types:
+        return "CSV"
+    return "BASE64"  # no content type, or one not configured as JSON or CSV
+
+
+def payload_envelope(mode: str, body: bytes, content_type: str | None, encoding: str) -> dict:
+    try:
+        data = ENCODERS[encoding](body)
+    except UnicodeDecodeError:
+        # A JSON/CSV content type on a body that is not UTF-8 text cannot be stored as a JSON
+        # string; base64 keeps it lossless and says so in `encoding`.
+        encoding, data = "BASE64", _base64_data(body)
+    return {"observedContentType": content_type, "mode": mode, "data": data, "encoding": encoding}
+
+
+def format_inference_time(moment: datetime) -> str:
+    """`2022-02-14T17:25:49Z`, second precision, as in AWS's documented capture samples."""
+    return as_utc(moment).replace(tzinfo=None).isoformat(timespec="seconds") + "Z"  # strftime is 5x slower
+
+
+_last_time: tuple[object, datetime | None] = (None, None)
+
+
+def parse_inference_time(text: object) -> datetime:
+    # At thousands of requests a second, consecutive records share their second-precision
+    # timestamp: a one-entry cache skips most parses (the tuple swap is atomic across threads).
+    global _last_time
+    last_text, last_moment = _last_time
+    if text == last_text and type(text) is str:
+        return last_moment
+    moment = _parse_inference_time(text)
+    _last_time = (text, moment)
+    return moment
+
+
+def _parse_inference_time(text: object) -> datetime:
+    if not isinstance(text, str):
+        raise MalformedRecord("bad-field-type", f"eventMetadata.inferenceTime is {_type(text)}, expected a string")
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise MalformedRecord("bad-timestamp", f"eventMetadata.inferenceTime {text[:40]!r} is not ISO-8601") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+
+
+def build_record(
+    *,
+    event_id: str,
+    inference_time: datetime,
+    endpoint_input: dict | None = None,
+    endpoint_output: dict | None = None,
+    inference_id: str | None = None,
+    custom_attributes: str | None = None,
+) -> dict:
+    capture = {}
+    if endpoint_input is not None:
+        capture["endpointInput"] = endpoint_input
+    if endpoint_output is not None:
+        capture["endpointOutput"] = endpoint_output
+    metadata = {"eventId": event_id}
+    if inference_id is not None:
+        metadata["inferenceId"] = inference_id
+    metadata["inferenceTime"] = format_inference_time(inference_time)
+    if custom_attributes is not None:
+        metadata["customAttributes"] = custom_attributes
+    return {"captureData": capture, "eventMetadata": metadata, "eventVersion": EVENT_VERSION}
+
+
+# --- parsing ----------------------------------------------------------------------------------
+
+class CheckedRecord(NamedTuple):
+    """A valid record with its payloads still encoded (what a pass that skips the input needs)."""
+
+    endpoint_input: dict | None
+    endpoint_output: dict | None
+    metadata: dict
+    inference_time: datetime
+
+
+def parse_line(line: bytes | str, location: Location | None = None) -> CapturedEvent:
+    return parse_record(load_line(line), location)
+
+
+def load_line(line: bytes | str) -> object:
+    try:
+        return orjson.loads(line)
+    except orjson.JSONDecodeError as error:
+        kind = "empty-line" if not line.strip() else "invalid-json"
+        raise MalformedRecord(kind, f"not valid JSON ({error})") from None
+
+
+def parse_record(record: object, location: Location | None = None) -> CapturedEvent:
+    """Validate one decoded capture line and decode its payloads; MalformedRecord if it isn't one."""
+    checked = check_record(record)
+    metadata = checked.metadata
+    return CapturedEvent(
+        _decoded(checked.endpoint_input),
+        _decoded(checked.endpoint_output),
+        metadata.get("inferenceId"),
+        metadata["eventId"],
+        checked.inference_time,
+        metadata.get("customAttributes"),
+        location,
+    )
+
+
+def decode_payload(envelope: dict) -> bytes:
+    """The payload bytes of a checked envelope (MalformedRecord on bad base64)."""
+    return DECODERS[envelope["encoding"]](envelope["data"])
+
+
+def payload_document(envelope: dict) -> str | bytes:
+    """The payload as a JSON parser can read it: the text itself for JSON/CSV (no copy), else bytes."""
+    return envelope["data"] if envelope["encoding"] in _TEXT_ENCODINGS else decode_payload(envelope)
+
+
+def check_payload(envelope: dict) -> None:
+    """Raise MalformedRecord if a checked envelope's payload would not decode (only base64 can fail:
+    text encodings hold a str, and orjson never yields one that is not valid Unicode)."""
+    if envelope["encoding"] not in _TEXT_ENCODINGS:
+        decode_payload(envelope)
+
+
+def _decoded(envelope: dict | None) -> CapturedPayload | None:
+    if envelope is None:
+        return None
+    return CapturedPayload(decode_payload(envelope), envelope.get("observedContentType"), envelope["encoding"])
+
+
+_OPTIONAL_STRING = (str, type(None))
+_RECORD_KEYS = frozenset({"captureData", "eventMetadata", "eventVersion"})
+_ENVELOPE_KEYS = frozenset({"observedContentType", "mode", "data", "encoding"})
+_METADATA_KEYS = frozenset({"eventId", "inferenceId", "inferenceTime", "customAttributes"})
+
+
+def check_record(record: object) -> CheckedRecord:
+    """Check a decoded line's shape (not its base64) and read its inference time.
+
+    This runs 18 million times an hour, so a fast path accepts records with exactly the keys AWS
+    writes, using key-set comparisons and plain subscripts (about half the cost of .get calls).
+    Whatever it does not accept goes to `_check_strictly`, the definition, which names the
+    problem or accepts the valid shapes the fast path is too narrow for (extra keys, a missing
+    observedContentType). tests/test_capture.py checks both agree on every one-field mutation.
+    """
+    try:
+        if record.keys() == _RECORD_KEYS and record["eventVersion"] == EVENT_VERSION:
+            capture, metadata = record["captureData"], record["eventMetadata"]
+            endpoint_input, endpoint_output = capture.get("endpointInput"), capture.get("endpointOutput")
+            if (
+                type(capture) is dict
+                and type(metadata) is dict
+                and (endpoint_input is None or (
+                    endpoint_input.keys() == _ENVELOPE_KEYS
+                    and endpoint_input["mode"] == "INPUT"
+                    and type(endpoint_input["data"]) is str
+                    and endpoint_input["encoding"] in DECODERS
+                    and type(endpoint_input["observedContentType"]) in _OPTIONAL_STRING))
+                and (endpoint_output is None or (
+                    endpoint_output.keys() == _ENVELOPE_KEYS
+                    and endpoint_output["mode"] == "OUTPUT"
+                    and type(endpoint_output["data"]) is str
+                    and endpoint_output["encoding"] in DECODERS
+                    and type(endpoint_output["observedContentType"]) in _OPTIONAL_STRING))
+                and (endpoint_input is not None or endpoint_output is not None)
+                and metadata.keys() <= _METADATA_KEYS
+                and type(metadata["eventId"]) is str
+                and type(metadata.get("inferenceId")) in _OPTIONAL_STRING
+                and type(metadata.get("customAttributes")) in _OPTIONAL_STRING
+            ):
+                return CheckedRecord(
+                    endpoint_input, endpoint_output, metadata, parse_inference_time(metadata["inferenceTime"])
+                )
+    except (KeyError, TypeError, AttributeError):
+        pass
+    return _check_strictly(record)
+
+
+def _check_strictly(record: object) -> CheckedRecord:
+    if type(record) is not dict:
+        raise MalformedRecord("not-an-object", f"a capture line must be a JSON object, got {_type(record)}")
+    capture = _member(record, "captureData", dict, "")
+    metadata = _member(record, "eventMetadata", dict, "")
+    version = _member(record, "eventVersion", str, "")
+    if version != EVENT_VERSION:
+        raise MalformedRecord("unsupported-version", f"eventVersion {version!r}; only {EVENT_VERSION!r} is documented")
+    endpoint_input = _checked_envelope(capture, "endpointInput", "INPUT")
+    endpoint_output = _checked_envelope(capture, "endpointOutput", "OUTPUT")
+    if endpoint_input is None and endpoint_output is None:
+        raise MalformedRecord("missing-field", "captureData has neither endpointInput nor endpointOutput")
+    _member(metadata, "eventId", str, "eventMetadata.")
+    _optional(metadata, "inferenceId", "eventMetadata.")
+    _optional(metadata, "customAttributes", "eventMetadata.")
+    moment = parse_inference_time(_member(metadata, "inferenceTime", str, "eventMetadata."))
+    return CheckedRecord(endpoint_input, endpoint_output, metadata, moment)
+
+
+def _checked_envelope(capture: dict, name: str, mode: str) -> dict | None:
+    envelope = capture.get(name)
+    if envelope is None:
+        return None
+    where = f"captureData.{name}."
+    if type(envelope) is not dict:
+        raise MalformedRecord("bad-field-type", f"captureData.{name} is {_type(envelope)}, expected an object")
+    if _member(envelope, "mode", str, where) != mode:
+        raise MalformedRecord("bad-field-value", f"{where}mode is {envelope['mode']!r}, expected {mode!r}")
+    encoding = _member(envelope, "encoding", str, where)
+    if encoding not in DECODERS:
+        raise MalformedRecord("unknown-encoding", f"{where}encoding {encoding[:40]!r} is not one of {sorted(DECODERS)}")
+    _member(envelope, "data", str, where)
+    _optional(envelope, "observedContentType", where)
+    return envelope
+
+
+def _member(container: dict, key: str, expected: type, where: str):
+    try:
+        value = container[key]
+    except KeyError:
+        raise MalformedRecord("missing-field", f"{where}{key} is missing") from None
+    if type(value) is not expected:
+        raise MalformedRecord("bad-field-type", f"{where}{key} is {_type(value)}, expected {_type(expected())}")
+    return value
+
+
+def _optional(container: dict, key: str, where: str) -> str | None:
+    value = container.get(key)
+    if value is not None and type(value) is not str:
+        raise MalformedRecord("bad-field-type", f"{where}{key} is {_type(value)}, expected a string or null")
+    return value
+
+
+def _type(value: object) -> str:
+    names = {dict: "an object", list: "a list", str: "a string", bool: "a boolean", type(None): "null"}
+    return names.get(type(value), f"a {type(value).__name__}")
+
+
+# --- object keys ------------------------------------------------------------------------------
+
+def as_utc(moment: datetime) -> datetime:
+    return moment.astimezone(timezone.utc) if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+
+
+def hour_of(moment: datetime) -> datetime:
+    return as_utc(moment).replace(minute=0, second=0, microsecond=0)
+
+
+def hour_path(hour: datetime) -> str:
+    return as_utc(hour).strftime("%Y/%m/%d/%H")
+
+
+def capture_key(destination: str, endpoint: str, variant: str, first_record: datetime, file_id: str) -> str:
+    moment = as_utc(first_record)
+    name = f"{moment:%M-%S}-{moment.microsecond // 1000:03d}-{file_id}.jsonl"
+    return storage.join(destination, endpoint, variant, hour_path(moment), name)
+
+
+def capture_hour(uri: str) -> datetime | None:
+    """The hour folder of a capture object (`.../yyyy/mm/dd/hh/<file>.jsonl`), or None."""
+    match = _HOUR_KEY.search(uri)
+    if match is None:
+        return None
+    year, month, day, hour = (int(part) for part in match.groups()[:4])
+    try:
+        return datetime(year, month, day, hour, tzinfo=timezone.utc)
+    except ValueError:
+        return None
+
+
+def hours_between(start: datetime, end: datetime):
+    """Every hour folder that intersects [start, end)."""
+    hour, end = hour_of(start), as_utc(end)
+    while hour < end:
+        yield hour
+        hour += timedelta(hours=1)
+
+
+def __getattr__(name: str):
+    # The writer lives in capture_writer.py (its own concern); this keeps
+    # `from diversity_monitor.capture import CaptureWriter` working without an import cycle.
+    if name == "CaptureWriter":
+        from diversity_monitor.capture_writer import CaptureWriter
+
+        return CaptureWriter
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

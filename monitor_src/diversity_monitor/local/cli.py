@@ -1,0 +1,261 @@
+"""`diversity-monitor local up|down|status|advance`: the embedded local stack's lifecycle.
+
+`up` serves the stack in the foreground until Ctrl-C / SIGTERM, or with `--detach` in a
+background process. Either way the running stack is recorded in `<state-dir>/stack.json`
+(pid, url), which `down`, `status` and `advance` read. `up` prints `export` lines (after `#`
+comments), so `eval "$(diversity-monitor local up --detach)"` points the shell's boto3 at it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from diversity_monitor.local.platform import (
+    DEFAULT_PORT,
+    DEFAULT_REGION,
+    DUMMY_CREDENTIALS,
+    StackError,
+    log_tail,
+)
+
+DEFAULT_STATE_DIR = Path(".local-stack")
+STACK_FILE = "stack.json"
+_DURATION = re.compile(r"(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?")
+_UNIT_SECONDS = (86400, 3600, 60, 1)
+
+
+def register(parser: argparse.ArgumentParser) -> None:
+    commands = parser.add_subparsers(dest="local_command", metavar="SUBCOMMAND", required=True)
+
+    up = commands.add_parser("up", help="start the stack (foreground, or --detach)")
+    _state_dir_argument(up)
+    up.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"gateway port on 127.0.0.1 (default {DEFAULT_PORT})")
+    up.add_argument("--region", default=DEFAULT_REGION, help=f"region in ARNs and clients (default {DEFAULT_REGION})")
+    up.add_argument(
+        "--simulated-clock", metavar="INSTANT", default=None,
+        help="start a simulated clock at this ISO-8601 instant (e.g. 2027-10-31T06:00:00Z); move it with `advance`",
+    )
+    up.add_argument("--detach", action="store_true", help="run in the background; stop with `local down`")
+    up.add_argument("--verbose", action="store_true", help="log what the stack does")
+    up.set_defaults(handler=_up)
+
+    down = commands.add_parser("down", help="stop the stack (its state stays in the state dir)")
+    _state_dir_argument(down)
+    down.set_defaults(handler=_down)
+
+    status = commands.add_parser("status", help="url, clock, endpoints and schedules of the running stack")
+    _state_dir_argument(status)
+    status.add_argument("--json", action="store_true", help="print the raw status document")
+    status.set_defaults(handler=_status)
+
+    advance = commands.add_parser("advance", help="move a simulated clock forward (e.g. 3h, 90m, 1h30m, 2d)")
+    _state_dir_argument(advance)
+    advance.add_argument("duration", type=parse_duration)
+    advance.set_defaults(handler=_advance)
+
+
+def _state_dir_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--state-dir", type=Path, default=DEFAULT_STATE_DIR,
+        help=f"where the stack keeps its state (default {DEFAULT_STATE_DIR})",
+    )
+
+
+def parse_duration(text: str) -> int:
+    """`3h` -> 10800; units d, h, m, s, combinable in that order (`1h30m`)."""
+    match = _DURATION.fullmatch(text.strip())
+    if not text.strip() or match is None:
+        raise argparse.ArgumentTypeError(f"duration {text!r}: use numbers with units d, h, m, s, e.g. 3h, 90m, 1h30m")
+    seconds = sum(int(part or 0) * unit for part, unit in zip(match.groups(), _UNIT_SECONDS))
+    if seconds <= 0:
+        raise argparse.ArgumentTypeError(f"duration {text!r} must be longer than zero")
+    return seconds
+
+
+# --- the stack file ---------------------------------------------------------------------------
+
+def _stack_file(state_dir: Path) -> Path:
+    return state_dir / STACK_FILE
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def running_stack(state_dir: Path) -> dict | None:
+    """The stack recorded in `state_dir` if its process is alive; a stale record is removed."""
+    path = _stack_file(state_dir)
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    if _alive(record["pid"]):
+        return record
+    path.unlink(missing_ok=True)
+    return None
+
+
+def _export_lines(url: str, region: str) -> str:
+    variables = {"AWS_ENDPOINT_URL": url, **DUMMY_CREDENTIALS, "AWS_DEFAULT_REGION": region}
+    return "\n".join(f"export {key}={value}" for key, value in variables.items())
+
+
+def _announce(record: dict) -> None:
+    print(f"# local stack on {record['url']} (pid {record['pid']}, state in {record['state_dir']})")
+    print(f"# clock: {record['clock']}")
+    print(_export_lines(record["url"], record["region"]))
+    sys.stdout.flush()
+
+
+# --- commands ---------------------------------------------------------------------------------
+
+def _up(args: argparse.Namespace) -> int:
+    state_dir = args.state_dir.resolve()
+    existing = running_stack(state_dir)
+    if existing:
+        print(f"error: a stack is already running from {state_dir} (pid {existing['pid']}, {existing['url']}); "
+              f"`diversity-monitor local down --state-dir {args.state_dir}` stops it", file=sys.stderr)
+        return 1
+    if args.detach:
+        return _up_detached(args, state_dir)
+    return _up_foreground(args, state_dir)
+
+
+def _up_foreground(args: argparse.Namespace, state_dir: Path) -> int:
+    from diversity_monitor.local.platform import parse_clock, start_stack
+
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(asctime)s %(name)s %(message)s")
+    try:
+        clock = parse_clock(args.simulated_clock)
+        stack = start_stack(state_dir, args.port, clock, args.region)
+    except StackError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    describe_clock = f"simulated, now {clock.now().isoformat()}" if clock.simulated else "real time"
+    record = {"pid": os.getpid(), "url": stack.url, "state_dir": str(state_dir), "region": args.region, "clock": describe_clock}
+    path = _stack_file(state_dir)
+    path.write_text(json.dumps(record))
+    try:
+        _announce(record)
+        stop.wait()
+    finally:
+        print("# stopping the local stack...", file=sys.stderr)
+        try:
+            stack.stop()
+        finally:
+            path.unlink(missing_ok=True)
+    return 0
+
+
+def _up_detached(args: argparse.Namespace, state_dir: Path, timeout: float = 120.0) -> int:
+    log_path = state_dir / "logs" / "stack.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    command = [sys.executable, "-m", "diversity_monitor.cli", "local", "up",
+               "--state-dir", str(state_dir), "--port", str(args.port), "--region", args.region]
+    if args.simulated_clock:
+        command += ["--simulated-clock", args.simulated_clock]
+    if args.verbose:
+        command.append("--verbose")
+    with open(log_path, "ab") as log_file:
+        child = subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                 start_new_session=True)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        record = running_stack(state_dir)
+        if record and record["pid"] == child.pid:
+            _announce(record)
+            return 0
+        if child.poll() is not None:
+            print(f"error: the stack exited during startup (status {child.returncode}); {log_path}:\n{log_tail(log_path)}",
+                  file=sys.stderr)
+            return 1
+        time.sleep(0.1)
+    child.terminate()
+    print(f"error: the stack did not start within {timeout:.0f} s; see {log_path}", file=sys.stderr)
+    return 1
+
+
+def _down(args: argparse.Namespace, timeout: float = 120.0) -> int:
+    state_dir = args.state_dir.resolve()
+    record = running_stack(state_dir)
+    if record is None:
+        print(f"no stack is running from {state_dir}")
+        return 0
+    os.kill(record["pid"], signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while _alive(record["pid"]):
+        if time.monotonic() > deadline:
+            print(f"error: the stack (pid {record['pid']}) did not stop within {timeout:.0f} s", file=sys.stderr)
+            return 1
+        time.sleep(0.1)
+    print(f"stopped the stack on {record['url']} (state kept in {state_dir})")
+    return 0
+
+
+def _call(state_dir: Path, method: str, route: str, payload: dict | None = None) -> dict:
+    record = running_stack(state_dir.resolve())
+    if record is None:
+        raise StackError(f"no stack is running from {state_dir.resolve()}; start one with `diversity-monitor local up`")
+    data = json.dumps(payload).encode() if payload is not None else None
+    request = urllib.request.Request(record["url"] + route, data=data, method=method,
+                                     headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=3600) as response:  # an advance runs every job it fires
+            return json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        detail = json.loads(error.read() or b"{}").get("error", error.reason)
+        raise StackError(detail) from None
+
+
+def _status(args: argparse.Namespace) -> int:
+    try:
+        status = _call(args.state_dir, "GET", "/_local/status")
+    except StackError as error:
+        print(f"not running: {error}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(status, indent=2))
+        return 0
+    clock = status["clock"]
+    print(f"url:       {status['url']}")
+    print(f"state dir: {status['state_dir']}")
+    print(f"clock:     {clock['now']} ({'simulated' if clock['simulated'] else 'real time'})")
+    print(f"endpoints: {len(status['endpoints']) or 'none'}")
+    for endpoint in status["endpoints"]:
+        print(f"  {endpoint['EndpointName']}: {endpoint['EndpointStatus']}, config {endpoint['EndpointConfigName']}, "
+              f"variants {', '.join(endpoint['Variants']) or '-'}")
+    print(f"schedules: {len(status['schedules']) or 'none'}")
+    for schedule in status["schedules"]:
+        print(f"  {schedule['MonitoringScheduleName']}: {schedule['MonitoringScheduleStatus']} on {schedule['EndpointName']}")
+    return 0
+
+
+def _advance(args: argparse.Namespace) -> int:
+    try:
+        answer = _call(args.state_dir, "POST", "/_local/advance", {"seconds": args.duration})
+    except StackError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    print(f"clock now {answer['now']}")
+    return 0

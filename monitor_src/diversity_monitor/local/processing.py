@@ -1,0 +1,405 @@
+"""One SageMaker Processing job, run locally: stage inputs, run the image, upload outputs.
+
+A job is described the way DescribeProcessingJob describes it (`ProcessingInputs`,
+`ProcessingOutputConfig`, `AppSpecification`, `Environment`, `StoppingCondition`), and its
+record in the store keeps that shape while it runs and after. What happens is what the
+Processing contract promises a container [PROC]:
+
+- every S3 input is copied under its `LocalPath` (all `/opt/ml/processing/...`), the job's
+  settings are written to `/opt/ml/config/processingjobconfig.json`;
+- the image's ENTRYPOINT (or `ContainerEntrypoint`) runs with `ContainerArguments` and the job's
+  `Environment`, with `/opt/ml` mapped to the job folder (`images`, `container_paths`);
+- past `MaxRuntimeInSeconds` the process group is stopped and the job fails;
+- exit code 0 completes the job and uploads every `LocalPath` output to its `S3Uri`; any other
+  code fails it with `AlgorithmError`; `/opt/ml/output/message` becomes `ExitMessage` (1 KB).
+
+Model Monitor's extra step (publishing the container's CloudWatch metrics file) is
+`publish_container_metrics`, called by the monitoring scheduler, because a plain Processing job
+does not publish that file: outside Model Monitor the container calls PutMetricData itself.
+
+The container's stdout/stderr go to `container.log` in the job folder (`container_log_path`);
+on AWS they would be in CloudWatch Logs under `/aws/sagemaker/ProcessingJobs`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import logging
+import math
+import subprocess
+import threading
+from datetime import datetime, timedelta
+from pathlib import Path, PurePosixPath
+from typing import Any, Iterable, Iterator, Protocol
+
+import botocore.session
+from botocore.exceptions import BotoCoreError, ClientError, ParamValidationError
+from botocore.validate import validate_parameters
+
+from diversity_monitor import container_paths
+from diversity_monitor.clock import iso_z, parse_instant
+from diversity_monitor.local import images
+from diversity_monitor.local.clock import Clock
+from diversity_monitor.local.store import Store
+from diversity_monitor.local.platform import stop_process
+from diversity_monitor.storage import S3Location, StorageError
+
+log = logging.getLogger(__name__)
+
+PROCESSING_JOB = "ProcessingJob"  # store kind; records are DescribeProcessingJob outputs
+EXIT_MESSAGE_LIMIT = 1024  # bytes of /opt/ml/output/message kept as ExitMessage [PROC]
+FAILURE_REASON_LIMIT = 1024  # FailureReason's max length in the API model
+STOP_GRACE_SECONDS = 5  # SIGTERM, then this long before SIGKILL (what `docker stop` does, shorter)
+
+# Model Monitor publishes the container's metrics file here [BYOC; facts page].
+METRICS_NAMESPACE = "aws/sagemaker/Endpoints/data-metrics"
+# PutMetricData limits [CW][API]; the local stand-in does not enforce them, so we do.
+MAX_DATUMS_PER_REQUEST = 1000
+MAX_REQUEST_BYTES = 1_000_000
+_REQUEST_BUDGET = MAX_REQUEST_BYTES // 2  # JSON size of the data, leaving room for the encoding
+METRIC_PAST_LIMIT = timedelta(days=14)
+METRIC_FUTURE_LIMIT = timedelta(hours=2)
+# The keys a metrics-file line may carry, as the BYOC CloudWatch page documents them.
+METRIC_LINE_KEYS = frozenset({"MetricName", "Timestamp", "Dimensions", "Value", "StatisticValues", "Unit"})
+
+
+class JobHost(Protocol):
+    """What a job run needs from the local platform (`LocalPlatform` provides all of it)."""
+
+    store: Store
+    clock: Clock
+    jobs_dir: Path
+    region: str
+    def aws_client(self, service_name: str) -> Any: ...
+
+    def process_environment(self) -> dict[str, str]: ...
+
+
+class JobError(RuntimeError):
+    """A job fails for a reason the platform reports (`FailureReason`), not the container."""
+
+
+class JobStopped(JobError):
+    """The stack stopped the job (`stop_running_jobs`): status Stopped, not an algorithm failure."""
+
+
+class MetricsFileError(ValueError):
+    """A line of the container's CloudWatch metrics file is not the documented shape."""
+
+
+@dataclasses.dataclass(frozen=True)
+class JobFolder:
+    """Where a job lives on disk: `root` stands in for /opt/ml; the log stays outside it."""
+
+    path: Path
+
+    @property
+    def root(self) -> Path:
+        return self.path / "ml"
+
+    @property
+    def log(self) -> Path:
+        return self.path / "container.log"
+
+    def local(self, container_path: str | PurePosixPath) -> Path:
+        return container_paths.resolve(container_path, root=self.root)
+
+
+def job_folder(host: JobHost, job_name: str) -> JobFolder:
+    return JobFolder(Path(host.jobs_dir) / job_name)
+
+
+def container_log_path(host: JobHost, job_name: str) -> Path:
+    """The container's stdout/stderr for a job (what CloudWatch Logs would hold on AWS)."""
+    return job_folder(host, job_name).log
+
+
+# ---------------------------------------------------------------------------------------------
+# Running a job
+
+
+def run_processing_job(host: JobHost, description: dict) -> dict:
+    """Run the job `description` (a DescribeProcessingJob-shaped dict) to its end; return its record.
+
+    The record is stored as `ProcessingJob/<name>` when the job starts (InProgress) and again
+    when it ends (Completed or Failed, with FailureReason / ExitMessage).
+    """
+    name = description["ProcessingJobName"]
+    now = host.clock.now()
+    record = {
+        **description,
+        "ProcessingJobStatus": "InProgress",
+        "CreationTime": description.get("CreationTime") or iso_z(now),
+        "ProcessingStartTime": iso_z(now),
+        "LastModifiedTime": iso_z(now),
+    }
+    host.store.put(PROCESSING_JOB, name, record)
+    folder = job_folder(host, name)
+    try:
+        outcome = _run(host, record, folder)
+    except JobStopped as error:
+        outcome = {"ProcessingJobStatus": "Stopped", "FailureReason": str(error)}
+    except JobError as error:
+        outcome = {"ProcessingJobStatus": "Failed", "FailureReason": _clip(str(error), FAILURE_REASON_LIMIT)}
+    except Exception as error:  # a bug or an outage must end the job visibly, not leave it InProgress
+        log.exception("processing job %s failed unexpectedly", name)
+        outcome = {"ProcessingJobStatus": "Failed", "FailureReason": _clip(f"InternalServerError: {error}", FAILURE_REASON_LIMIT)}
+    end = iso_z(host.clock.now())
+    record.update(outcome, ProcessingEndTime=end, LastModifiedTime=end)
+    host.store.put(PROCESSING_JOB, name, record)
+    return record
+
+
+def _run(host: JobHost, record: dict, folder: JobFolder) -> dict:
+    app = record["AppSpecification"]
+    try:
+        spec = images.resolve(app["ImageUri"])
+    except images.ImageNotFound as error:
+        raise JobError(f"ClientError: {error}") from error
+    if app.get("ContainerEntrypoint"):
+        # `docker run --entrypoint` also drops the image's CMD.
+        spec = dataclasses.replace(spec, entrypoint=tuple(app["ContainerEntrypoint"]), cmd=())
+
+    folder.root.mkdir(parents=True, exist_ok=True)
+    s3 = host.aws_client("s3")
+    for job_input in record.get("ProcessingInputs", []):
+        _stage_input(s3, job_input, folder)
+    _write_job_config(record, folder)
+
+    exit_code = _run_container(host, spec, record, folder, app.get("ContainerArguments"))
+    if _was_stopped(record["ProcessingJobName"]):
+        raise JobStopped("Stopped: the local stack stopped while the job was running")
+    exit_message = _exit_message(folder)
+    outcome: dict = {"ExitMessage": exit_message} if exit_message else {}
+    if exit_code != 0:
+        reason = exit_message or f"See job logs for more information (exit code {exit_code})"
+        return {**outcome, "ProcessingJobStatus": "Failed", "FailureReason": _clip(f"AlgorithmError: {reason}", FAILURE_REASON_LIMIT)}
+    for job_output in record.get("ProcessingOutputConfig", {}).get("Outputs", []):
+        _upload_output(s3, job_output, folder)
+    return {**outcome, "ProcessingJobStatus": "Completed"}
+
+
+def _stage_input(s3, job_input: dict, folder: JobFolder) -> None:
+    """Copy an S3Prefix input under its LocalPath, keys relative to the prefix's folder."""
+    source = job_input.get("S3Input")
+    if source is None:
+        raise JobError(f"ClientError: input {job_input.get('InputName')!r} has no S3Input (the only kind run locally)")
+    if source.get("S3DataType", "S3Prefix") != "S3Prefix":
+        raise JobError(f"ClientError: input {job_input['InputName']!r}: S3DataType {source['S3DataType']!r} is not supported locally")
+    location = _s3_location(source["S3Uri"], f"input {job_input['InputName']!r}")
+    base = location.key.rsplit("/", 1)[0] + "/" if "/" in location.key else ""
+    target = folder.local(source["LocalPath"])
+    copied = 0
+    for key in _keys(s3, location, source["S3Uri"]):
+        relative = PurePosixPath(key[len(base):])
+        if ".." in relative.parts:
+            raise JobError(f"ClientError: input {job_input['InputName']!r}: key {key!r} escapes {source['LocalPath']}")
+        destination = target / relative
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            s3.download_file(location.bucket, key, str(destination))
+        except (ClientError, BotoCoreError) as error:
+            raise JobError(f"ClientError: cannot download s3://{location.bucket}/{key}: {error}") from error
+        copied += 1
+    if copied == 0:
+        raise JobError(f"ClientError: No S3 objects found under S3 URL {source['S3Uri']!r} (input {job_input['InputName']!r})")
+
+
+def _keys(s3, location: S3Location, uri: str) -> Iterator[str]:
+    try:
+        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=location.bucket, Prefix=location.key):
+            for item in page.get("Contents", []):
+                if not item["Key"].endswith("/"):  # folder markers carry no data
+                    yield item["Key"]
+    except (ClientError, BotoCoreError) as error:
+        raise JobError(f"ClientError: cannot list {uri}: {error}") from error
+
+
+def _write_job_config(record: dict, folder: JobFolder) -> None:
+    """`/opt/ml/config/processingjobconfig.json`: the job's own settings, as [PROC] describes."""
+    keys = ("ProcessingJobArn", "ProcessingJobName", "AppSpecification", "Environment", "ProcessingInputs",
+            "ProcessingOutputConfig", "ProcessingResources", "RoleArn", "StoppingCondition")
+    config = {key: record[key] for key in keys if key in record}
+    path = folder.local(container_paths.PROCESSING_JOB_CONFIG)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(config, indent=1))
+    # A single-instance cluster, as the platform describes it to the container.
+    (path.parent / "resourceconfig.json").write_text(json.dumps({"current_host": "algo-1", "hosts": ["algo-1"]}))
+
+
+def _run_container(host: JobHost, spec: images.ImageSpec, record: dict, folder: JobFolder, arguments) -> int:
+    # The platform's variables (the stack's URL and dummy credentials standing in for the job's
+    # role, the simulated clock's now) first; the job's Environment wins over them.
+    environment = {**host.process_environment(), **record.get("Environment", {})}
+    max_runtime = record.get("StoppingCondition", {}).get("MaxRuntimeInSeconds")
+    folder.log.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        process = images.launch(spec, folder.root, environment, list(arguments) if arguments else None, log_path=folder.log)
+    except OSError as error:  # the Dockerfile's command does not exist here
+        raise JobError(f"ClientError: cannot start {' '.join(spec.command(arguments))!r} for image {spec.uri}: {error}") from error
+    name = record["ProcessingJobName"]
+    with _running_lock:
+        _running[name] = process
+    try:
+        return process.wait(timeout=max_runtime)
+    except subprocess.TimeoutExpired:
+        stop_process(process, grace=STOP_GRACE_SECONDS)
+        raise JobError(
+            f"ClientError: the job ran longer than StoppingCondition.MaxRuntimeInSeconds ({max_runtime} s) and was stopped"
+        ) from None
+    finally:
+        with _running_lock:
+            _running.pop(name, None)
+
+
+# Containers running now, by job name: the stack stops them when it stops (they are processes of
+# this machine, so the registry is per process).
+_running: dict[str, subprocess.Popen] = {}
+_stopped: set[str] = set()
+_running_lock = threading.Lock()
+
+
+def stop_running_jobs() -> list[str]:
+    """Stop every running job's process group; those jobs end with status Stopped."""
+    with _running_lock:
+        running = list(_running.items())
+        _stopped.update(name for name, _ in running)
+    for _, process in running:
+        stop_process(process, grace=STOP_GRACE_SECONDS)
+    return [name for name, _ in running]
+
+
+def _was_stopped(job_name: str) -> bool:
+    with _running_lock:
+        if job_name in _stopped:
+            _stopped.discard(job_name)
+            return True
+        return False
+
+
+def _exit_message(folder: JobFolder) -> str:
+    path = folder.local(container_paths.OUTPUT_MESSAGE)
+    if not path.is_file():
+        return ""
+    with open(path, "rb") as handle:
+        return handle.read(EXIT_MESSAGE_LIMIT).decode("utf-8", errors="replace").strip()
+
+
+def _upload_output(s3, job_output: dict, folder: JobFolder) -> None:
+    destination = job_output.get("S3Output")
+    if destination is None:
+        raise JobError(f"ClientError: output {job_output.get('OutputName')!r} has no S3Output (the only kind run locally)")
+    location = _s3_location(destination["S3Uri"], f"output {job_output.get('OutputName')!r}")
+    source = folder.local(destination["LocalPath"])
+    prefix = location.key.rstrip("/")
+    for path in sorted(source.rglob("*")) if source.is_dir() else []:
+        if not path.is_file():
+            continue
+        key = "/".join(filter(None, [prefix, path.relative_to(source).as_posix()]))
+        try:
+            s3.upload_file(str(path), location.bucket, key)
+        except (ClientError, BotoCoreError) as error:
+            raise JobError(f"ClientError: cannot upload {path.name} to s3://{location.bucket}/{key}: {error}") from error
+
+
+def _s3_location(uri: str, what: str) -> S3Location:
+    try:
+        return S3Location.parse(uri)
+    except StorageError as error:
+        raise JobError(f"ClientError: {what}: {error}") from None
+
+
+def _clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+# ---------------------------------------------------------------------------------------------
+# Model Monitor's metric publishing
+
+
+def publish_container_metrics(host: JobHost, job_name: str) -> int:
+    """PutMetricData every line of the job's `/opt/ml/output/metrics/cloudwatch/*.jsonl`.
+
+    All lines are checked first (documented keys, botocore's MetricDatum shape, finite values,
+    timestamps from 2 weeks ago to 2 hours ahead of the platform clock); one bad line publishes
+    nothing and raises MetricsFileError naming the file and line. Returns the datums published.
+    """
+    metrics_dir = job_folder(host, job_name).local(container_paths.CLOUDWATCH_METRICS_DIR)
+    data = list(read_metric_lines(sorted(metrics_dir.glob("*.jsonl")), host.clock.now()))
+    client = host.aws_client("cloudwatch")
+    for chunk in chunk_metric_data(data):
+        client.put_metric_data(Namespace=METRICS_NAMESPACE, MetricData=chunk)
+    return len(data)
+
+
+def read_metric_lines(paths: Iterable[Path], now: datetime) -> Iterator[dict]:
+    shape = _put_metric_data_shape()
+    for path in paths:
+        try:
+            text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError as error:
+            raise MetricsFileError(f"{path.name} is not UTF-8 text (byte {error.start})") from None
+        for number, line in enumerate(text.splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                yield metric_datum(line, now, shape)
+            except MetricsFileError as error:
+                raise MetricsFileError(f"{path.name} line {number}: {error}") from None
+
+
+def metric_datum(line: str, now: datetime, shape=None) -> dict:
+    """One metrics-file line as a PutMetricData datum, or MetricsFileError saying what is wrong."""
+    try:
+        datum = json.loads(line)
+    except json.JSONDecodeError as error:
+        raise MetricsFileError(f"not JSON ({error.msg})") from None
+    if not isinstance(datum, dict):
+        raise MetricsFileError(f"expected a JSON object, got {type(datum).__name__}")
+    unknown = sorted(set(datum) - METRIC_LINE_KEYS)
+    if unknown:
+        raise MetricsFileError(f"unknown keys {unknown} (allowed: {sorted(METRIC_LINE_KEYS)})")
+    if ("Value" in datum) == ("StatisticValues" in datum):
+        raise MetricsFileError("needs exactly one of Value or StatisticValues")
+    if "Timestamp" not in datum:
+        raise MetricsFileError("has no Timestamp")
+    try:
+        datum["Timestamp"] = parse_instant(str(datum["Timestamp"]))
+    except ValueError:
+        raise MetricsFileError(f"Timestamp {datum['Timestamp']!r} is not ISO-8601 (like 2019-11-26T03:00:00Z)") from None
+    if not now - METRIC_PAST_LIMIT <= datum["Timestamp"] <= now + METRIC_FUTURE_LIMIT:
+        raise MetricsFileError(
+            f"Timestamp {iso_z(datum['Timestamp'])} is outside what CloudWatch accepts at {iso_z(now)} "
+            "(2 weeks ago to 2 hours ahead)"
+        )
+    try:
+        validate_parameters({"Namespace": METRICS_NAMESPACE, "MetricData": [datum]}, shape or _put_metric_data_shape())
+    except ParamValidationError as error:
+        raise MetricsFileError(str(error.kwargs.get("report", error)).replace("\n", "; ")) from None
+    values = [datum["Value"]] if "Value" in datum else list(datum["StatisticValues"].values())
+    if not all(math.isfinite(value) for value in values):
+        raise MetricsFileError(f"{datum['MetricName']}: values must be finite (no NaN or Infinity)")
+    return datum
+
+
+def chunk_metric_data(data: list[dict]) -> Iterator[list[dict]]:
+    """Split datums into PutMetricData requests within the count and size limits."""
+    chunk: list[dict] = []
+    size = 0
+    for datum in data:
+        datum_size = len(json.dumps(datum, default=str))
+        if chunk and (len(chunk) == MAX_DATUMS_PER_REQUEST or size + datum_size > _REQUEST_BUDGET):
+            yield chunk
+            chunk, size = [], 0
+        chunk.append(datum)
+        size += datum_size
+    if chunk:
+        yield chunk
+
+
+@functools.cache
+def _put_metric_data_shape():
+    model = botocore.session.get_session().get_service_model("cloudwatch")
+    return model.operation_model("PutMetricData").input_shape

@@ -1,0 +1,504 @@
+"""Data capture: the format as AWS documents it, the writer, the streaming reader and capture-stats."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import random
+import re
+import subprocess
+import sys
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import boto3
+import orjson
+import pytest
+
+from diversity_monitor import capture
+from diversity_monitor.capture import CaptureWriter, MalformedRecord, parse_line
+from diversity_monitor.capture_config import CaptureConfigError
+from diversity_monitor.capture_lists import CatalogIndex, RankedListFeeder
+from diversity_monitor.capture_reader import (
+    CaptureSourceError, MalformedLog, ReadCounts, iter_capture_records, live_diversity,
+)
+from diversity_monitor.metrics import DiversityAccumulator, accumulate
+from diversity_monitor.response_path import compile_response_path
+
+ENDPOINT, VARIANT = "news-recommender", "AllTraffic"
+T0 = datetime(2024, 5, 1, 10, 0, 0, tzinfo=timezone.utc)
+CATALOG = {f"a{i}": ["sport", "politics", "culture", "science", "travel"][i % 5] for i in range(30)}
+CLI = Path(sys.executable).with_name("diversity-monitor")
+
+
+def writer(destination, *, options=("Input", "Output"), percentage=100, rng=None, **kwargs) -> CaptureWriter:
+    return CaptureWriter(str(destination), ENDPOINT, VARIANT, set(options), ["application/json"], ["text/csv"],
+                         percentage, rng or random.Random(0), **kwargs)
+
+
+def response(ids) -> bytes:
+    return orjson.dumps({"recommendations": [{"article_id": a, "score": 1.0} for a in ids], "model_version": "v1"})
+
+
+def request(user="u1") -> bytes:
+    return orjson.dumps({"user_id": user, "history": ["a1", "a2"], "k": 10})
+
+
+def serve(w: CaptureWriter, ids, moment, inference_id="web-1") -> None:
+    assert w.capture(request(), "application/json", response(ids), "application/json", moment, inference_id)
+
+
+def capture_files(root: Path) -> list[Path]:
+    return sorted(root.rglob("*.jsonl"))
+
+
+# --- the format --------------------------------------------------------------------------------
+
+@pytest.mark.parametrize(
+    "content_type, body, encoding",
+    [
+        ("application/json", b'{"user_id": "u1", "history": ["a1"]}', "JSON"),
+        ("text/csv", b"69,0,153.7,109\n", "CSV"),
+        ("text/csv; charset=utf-8", b"0.0254181120544672", "CSV"),  # parameters ignored, as in AWS's sample
+        ("Application/JSON", b"[1, 2]", "JSON"),
+        ("application/x-npy", b"\x93NUMPY\x01\x00\xff\xfe", "BASE64"),  # not configured: base64
+        (None, b'{"no": "content type"}', "BASE64"),  # no content type: base64, observedContentType null
+        ("application/json", b"\xff\xfe not utf-8", "BASE64"),  # cannot be a JSON string: stays lossless
+    ],
+)
+def test_round_trip_every_encoding(tmp_path, content_type, body, encoding):
+    w = writer(tmp_path)
+    moment = T0 + timedelta(minutes=7, seconds=3, milliseconds=250)
+    assert w.capture(body, content_type, body, content_type, moment, "web-42", "trace=abc")
+    [uri] = w.flush()
+    line = Path(uri).read_bytes().splitlines()[0]
+    raw = orjson.loads(line)
+    assert raw["captureData"]["endpointInput"] == {
+        "observedContentType": content_type, "mode": "INPUT", "encoding": encoding,
+        "data": body.decode() if encoding != "BASE64" else base64.b64encode(body).decode(),
+    }
+    assert raw["captureData"]["endpointOutput"]["mode"] == "OUTPUT"
+    [event] = list(iter_capture_records(str(tmp_path), None, None, MalformedLog()))
+    for payload in (event.input_payload, event.output_payload):
+        assert (payload.body, payload.content_type, payload.encoding) == (body, content_type, encoding)
+    assert (event.inference_id, event.custom_attributes) == ("web-42", "trace=abc")
+    assert event.inference_time == moment.replace(microsecond=0)  # second precision, as AWS writes it
+    assert event.location == (uri, 1)
+
+
+def test_written_line_has_the_documented_shape(tmp_path):
+    w = writer(tmp_path)
+    serve(w, ["a1", "a2"], T0)
+    w.capture(b"x", None, b"y", None, T0, None)  # no InferenceId: none recorded
+    w.flush()
+    lines = [orjson.loads(line) for path in capture_files(tmp_path) for line in path.read_bytes().splitlines()]
+    first, second = lines
+    assert list(first) == ["captureData", "eventMetadata", "eventVersion"] and first["eventVersion"] == "0"
+    assert list(first["captureData"]) == ["endpointInput", "endpointOutput"]
+    assert list(first["captureData"]["endpointInput"]) == ["observedContentType", "mode", "data", "encoding"]
+    assert list(first["eventMetadata"]) == ["eventId", "inferenceId", "inferenceTime"]
+    assert re.fullmatch(r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[0-9a-f]{4}-[0-9a-f]{12}", first["eventMetadata"]["eventId"])
+    assert first["eventMetadata"]["inferenceTime"] == "2024-05-01T10:00:00Z"
+    assert "inferenceId" not in second["eventMetadata"]
+    assert second["captureData"]["endpointInput"]["observedContentType"] is None
+
+
+# Lines shaped exactly like AWS's documented examples: the "View Captured Data" sample of the
+# data capture guide (CSV in, CSV out with a charset parameter) and a BASE64 input captured
+# without a content type, with InferenceId and custom attributes.
+AWS_CSV_LINE = (
+    '{"captureData":{"endpointInput":{"observedContentType":"text/csv","mode":"INPUT",'
+    '"data":"69,0,153.7,109,194.0,105,256.1,114,14.1,6,1,0,0,0,0,0,0,0,0,0,1,0,1,0,1,0\\n","encoding":"CSV"},'
+    '"endpointOutput":{"observedContentType":"text/csv; charset=utf-8","mode":"OUTPUT",'
+    '"data":"0.0254181120544672","encoding":"CSV"}},'
+    '"eventMetadata":{"eventId":"aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee","inferenceTime":"2022-02-14T17:25:49Z"},'
+    '"eventVersion":"0"}'
+)
+AWS_BASE64_LINE = (
+    '{"captureData":{"endpointInput":{"observedContentType":null,"mode":"INPUT",'
+    '"data":"eyJ1c2VyX2lkIjogInUwMDA0MiJ9","encoding":"BASE64"},'
+    '"endpointOutput":{"observedContentType":"application/json","mode":"OUTPUT",'
+    '"data":"{\\"recommendations\\": [{\\"article_id\\": \\"a1\\"}, {\\"article_id\\": \\"a3\\"}]}","encoding":"JSON"}},'
+    '"eventMetadata":{"eventId":"0d6f3e5a-1b2c-4d5e-8f90-123456789abc","inferenceId":"web-000042",'
+    '"inferenceTime":"2022-02-14T17:25:06Z","customAttributes":"c000b4f9-df62-4c85-a0bf-7c525f9104a4"},'
+    '"eventVersion":"0"}'
+)
+
+
+def test_aws_documented_lines(tmp_path):
+    csv_event = parse_line(AWS_CSV_LINE)
+    assert csv_event.input_payload.body.startswith(b"69,0,153.7") and csv_event.input_payload.encoding == "CSV"
+    assert csv_event.output_payload == (b"0.0254181120544672", "text/csv; charset=utf-8", "CSV")
+    assert csv_event.inference_id is None and csv_event.custom_attributes is None
+    assert csv_event.inference_time == datetime(2022, 2, 14, 17, 25, 49, tzinfo=timezone.utc)
+
+    b64_event = parse_line(AWS_BASE64_LINE.encode())
+    assert b64_event.input_payload == (b'{"user_id": "u00042"}', None, "BASE64")
+    assert b64_event.output_payload.json() == {"recommendations": [{"article_id": "a1"}, {"article_id": "a3"}]}
+    assert (b64_event.inference_id, b64_event.custom_attributes) == ("web-000042", "c000b4f9-df62-4c85-a0bf-7c525f9104a4")
+
+    hour = tmp_path / ENDPOINT / VARIANT / "2022/02/14/17"
+    hour.mkdir(parents=True)
+    (hour / "25-06-000-2f1b.jsonl").write_text(AWS_CSV_LINE + "\n" + AWS_BASE64_LINE + "\n")
+    stats = live_diversity(str(tmp_path), CATALOG)
+    assert (stats.records_read, stats.malformed.count, stats.live_lists) == (2, 0, 1)
+    assert stats.unreadable_responses.count == 1  # the CSV model's output has no recommendations
+    assert "payload" in stats.unreadable_responses.entries[0][2]
+    assert stats.accumulator.diversity().histogram[2] == 1  # a1 sport, a3 science
+
+
+def test_key_layout_and_flushing(tmp_path):
+    w = writer(f"{tmp_path}/capture/", flush_at_records=3)
+    first = T0 + timedelta(minutes=5, seconds=9, milliseconds=87)
+    for offset in range(4):  # the third record fills the buffer: written without flush()
+        serve(w, ["a1"], first + timedelta(seconds=offset))
+    assert len(capture_files(tmp_path)) == 1
+    serve(w, ["a1"], T0 + timedelta(hours=1, minutes=59, seconds=59, milliseconds=999))
+    later = w.flush()
+    files = capture_files(tmp_path)
+    assert len(files) == 3 and len(later) == 2
+    pattern = (rf"{tmp_path}/capture/{ENDPOINT}/{VARIANT}/2024/05/01/(\d\d)/"
+               r"(\d\d-\d\d-\d\d\d)-[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[0-9a-f]{4}-[0-9a-f]{12}\.jsonl")
+    found = sorted(re.fullmatch(pattern, str(path)).groups() for path in files)
+    assert found == [("10", "05-09-087"), ("10", "05-12-087"), ("11", "59-59-999")]
+    assert [len(path.read_bytes().splitlines()) for path in sorted(files)] == [3, 1, 1]
+    assert capture.capture_hour(str(files[0])) == T0
+
+
+def test_capture_options_input_only(tmp_path):
+    w = writer(tmp_path, options=("Input",))
+    serve(w, ["a1"], T0)
+    w.flush()
+    [event] = list(iter_capture_records(str(tmp_path)))
+    assert event.output_payload is None and event.input_payload.body == request()
+    assert live_diversity(str(tmp_path), CATALOG).without_output == 1
+
+
+@pytest.mark.parametrize("percentage", [0, 30, 100])
+def test_sampling_percentage_honoured(tmp_path, percentage):
+    w = writer(tmp_path, percentage=percentage, rng=random.Random(1234), flush_at_records=10**6)
+    kept = sum(w.capture(b"{}", "application/json", b"{}", "application/json", T0, None) for _ in range(10_000))
+    expected, spread = 10_000 * percentage / 100, 5 * (10_000 * 0.3 * 0.7) ** 0.5  # 5 sigma
+    assert abs(kept - expected) <= spread
+    assert percentage not in (0, 100) or kept == expected
+    w.flush()
+    assert sum(len(p.read_bytes().splitlines()) for p in capture_files(tmp_path)) == kept
+
+
+@pytest.mark.parametrize(
+    "change, problem",
+    [
+        ({"sampling_percentage": 101}, "at most 100"),
+        ({"capture_options": {"Both"}}, "must be one of"),
+        ({"json_content_types": ["not a media type"]}, "does not match the pattern"),
+        ({"endpoint_name": "news_recommender"}, "endpoint name"),
+        ({"destination_s3_uri": "ftp://bucket/capture"}, "DestinationS3Uri"),
+        ({"destination_s3_uri": "https://bucket.s3.amazonaws.com/capture"}, "not the https:// form"),
+    ],
+)
+def test_invalid_capture_settings_are_rejected(tmp_path, change, problem):
+    settings = dict(destination_s3_uri="s3://bucket/capture", endpoint_name=ENDPOINT, variant_name=VARIANT,
+                    capture_options={"Input", "Output"}, json_content_types=["application/json"],
+                    csv_content_types=["text/csv"], sampling_percentage=50)
+    with pytest.raises(CaptureConfigError, match=problem):
+        CaptureWriter(**{**settings, **change})
+
+
+def test_writer_from_data_capture_config(tmp_path):
+    config = {"EnableCapture": True, "InitialSamplingPercentage": 100, "DestinationS3Uri": "s3://bucket/capture",
+              "CaptureOptions": [{"CaptureMode": "InputAndOutput"}],
+              "CaptureContentTypeHeader": {"CsvContentTypes": ["text/csv"]}}
+    w = CaptureWriter.from_data_capture_config(config, ENDPOINT, VARIANT)
+    assert w.modes == {"Input", "Output"} and w.csv_types == {"text/csv"} and not w.json_types
+    assert CaptureWriter.from_data_capture_config({**config, "EnableCapture": False}, ENDPOINT, VARIANT) is None
+
+
+# --- malformed lines ---------------------------------------------------------------------------
+
+def test_malformed_lines_are_counted_with_file_and_line(tmp_path):
+    w = writer(tmp_path)
+    serve(w, ["a1", "a2"], T0)
+    [uri] = w.flush()
+    good = Path(uri).read_text().strip()
+    record = orjson.loads(good)
+
+    def variant(edit) -> str:
+        copy = json.loads(good)
+        edit(copy)
+        return json.dumps(copy)
+
+    bad_lines = {
+        2: ("invalid-json", good[: len(good) // 2]),  # truncated
+        3: ("bad-base64", variant(lambda r: r["captureData"]["endpointInput"].update(encoding="BASE64", data="not*base64!"))),
+        4: ("unknown-encoding", variant(lambda r: r["captureData"]["endpointOutput"].update(encoding="GZIP"))),
+        5: ("missing-field", variant(lambda r: r["eventMetadata"].pop("eventId"))),
+        6: ("missing-field", variant(lambda r: r["captureData"]["endpointOutput"].pop("data"))),
+        7: ("empty-line", ""),
+        8: ("not-an-object", "[1, 2]"),
+        9: ("unsupported-version", variant(lambda r: r.update(eventVersion="1"))),
+        10: ("bad-timestamp", variant(lambda r: r["eventMetadata"].update(inferenceTime="yesterday"))),
+        11: ("bad-field-type", variant(lambda r: r["eventMetadata"].update(inferenceId=7))),
+        12: ("bad-field-value", variant(lambda r: r["captureData"]["endpointInput"].update(mode="OUTPUT"))),
+    }
+    lines = [good] + [line for _, line in bad_lines.values()] + [good]
+    Path(uri).write_text("\n".join(lines) + "\n")
+    assert record["captureData"]["endpointInput"]["encoding"] == "JSON"
+
+    log = MalformedLog()
+    assert len(list(iter_capture_records(str(tmp_path), None, None, log))) == 2
+    assert log.count == 11
+    assert [(file, line) for file, line, _ in log.entries] == [(uri, number) for number in bad_lines]
+    assert [reason.split(":")[0] for _, _, reason in log.entries] == [kind for kind, _ in bad_lines.values()]
+    assert "endpointOutput.data is missing" in log.entries[4][2]
+
+    stats = live_diversity(str(tmp_path), CATALOG, location_limit=3)
+    assert (stats.lines_read, stats.records_read, stats.live_lists) == (13, 2, 2)
+    assert stats.malformed.count == 11 and len(stats.malformed.entries) == 3
+    assert stats.malformed.by_kind["missing-field"] == 2
+    report = stats.to_dict()["malformed"]
+    assert report["locations_truncated"] and report["locations"][0] == {"file": uri, "line": 2, "reason": log.entries[0][2]}
+
+
+def _mutations(node, path=()):
+    """Every record obtained by deleting one member or replacing one value with another type."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            yield path + (key,), "delete"
+            for replacement in (None, 7, "x", [], {}, True, "INPUT", "BASE64", "2024-05-01T10:00:00Z"):
+                yield path + (key,), replacement
+            yield from _mutations(value, path + (key,))
+
+
+def _apply(record, path, change):
+    copy = json.loads(json.dumps(record))
+    node = copy
+    for key in path[:-1]:
+        node = node[key]
+    if change == "delete":
+        del node[path[-1]]
+    else:
+        node[path[-1]] = change
+    return copy
+
+
+def test_fast_and_strict_record_checks_agree():
+    record = orjson.loads(AWS_BASE64_LINE)
+    outcomes = set()
+    for path, change in _mutations(record):
+        mutated = _apply(record, path, change)
+        results = []
+        for check in (capture.check_record, capture._check_strictly):
+            try:
+                results.append(check(mutated))
+            except MalformedRecord as error:
+                results.append((error.kind, str(error)))
+        assert results[0] == results[1], (path, change)
+        outcomes.add("valid" if isinstance(results[0], capture.CheckedRecord) else results[0][0])
+    assert {"valid", "missing-field", "bad-field-type", "bad-field-value", "unknown-encoding", "bad-timestamp",
+            "unsupported-version"} <= outcomes
+
+
+def test_response_that_does_not_match_the_path_is_reported(tmp_path):
+    w = writer(tmp_path)
+    serve(w, ["a1"], T0)
+    w.capture(request(), "application/json", b'{"error": "busy"}', "application/json", T0, "web-2")
+    w.capture(request(), "application/json", b"not json", "application/json", T0, "web-3")
+    [uri] = w.flush()
+    stats = live_diversity(str(tmp_path), CATALOG)
+    assert (stats.records_read, stats.live_lists, stats.unreadable_responses.count) == (3, 1, 2)
+    assert [(line, reason.split(":")[0]) for _, line, reason in stats.unreadable_responses.entries] == [
+        (2, "bad-response"), (3, "bad-response")]
+    assert "has no key 'recommendations'" in stats.unreadable_responses.entries[0][2]
+
+
+# --- response paths and the list feeder ----------------------------------------------------------
+
+def test_response_path_expressions():
+    assert compile_response_path("recommendations[].article_id")(
+        {"recommendations": [{"article_id": "a2"}, {"article_id": "a1"}]}) == ["a2", "a1"]
+    assert compile_response_path("[].id")([{"id": "x"}, {"id": "y"}]) == ["x", "y"]
+    assert compile_response_path("ids[]")({"ids": ["x", "y"]}) == ["x", "y"]
+    assert compile_response_path("result.items[].doc.id")({"result": {"items": [{"doc": {"id": "x"}}]}}) == ["x"]
+    for bad in ["recommendations.article_id", "a[].b[].c", "", "a..b[]", "a[0].b"]:
+        with pytest.raises(ValueError, match="is not valid"):
+            compile_response_path(bad)
+    extract = compile_response_path("recommendations[].article_id")
+    for payload, message in [
+        ([1], "payload is a list, expected an object with key 'recommendations'"),
+        ({"recommendations": {}}, "recommendations is an object, expected a list"),
+        ({"recommendations": [{"article_id": "a"}, {"id": "b"}]}, "item 1 has no key 'article_id'"),
+        ({"recommendations": [{"article_id": 7}]}, "item 0 article_id is a int, expected a string"),
+        ({"recommendations": ["a1"]}, "item 0 is a string, expected an object"),
+    ]:
+        with pytest.raises(ValueError, match=re.escape(message)):
+            extract(payload)
+
+
+@pytest.mark.parametrize("k", [1, 3, 10])
+def test_feeder_equals_the_metric_functions(k):
+    rng = random.Random(k)
+    articles = [f"a{i}" for i in range(36)]  # a30..a35 are not in the catalog
+    lists = [[rng.choice(articles) for _ in range(rng.choice([k, k, k, k + 2, max(0, k - 2)]))] for _ in range(600)]
+    feeder = RankedListFeeder(DiversityAccumulator(k), CatalogIndex(CATALOG), batch=37)
+    for ranked in lists:
+        feeder.add(ranked)
+    assert feeder.flush() == accumulate(lists, CATALOG, k)
+
+
+# --- sources and windows -----------------------------------------------------------------------
+
+def traffic(w: CaptureWriter, moments, seed=5) -> list[list[str]]:
+    """Live and replay traffic at the given moments; returns the live lists, in order."""
+    rng, live = random.Random(seed), []
+    for index, moment in enumerate(moments):
+        ids = rng.sample(sorted(CATALOG), 10) + (["missing-article"] if index % 7 == 0 else [])
+        replay = index % 5 == 0
+        serve(w, ids, moment, f"diversity-replay-{index}" if replay else (None if index % 3 == 0 else f"web-{index}"))
+        if not replay:
+            live.append(ids)
+    w.flush()
+    return live
+
+
+def test_live_diversity_matches_the_metrics_on_the_same_lists(tmp_path):
+    live = traffic(writer(tmp_path, flush_at_records=40), [T0 + timedelta(seconds=7 * i) for i in range(150)])
+    stats = live_diversity(str(tmp_path), CATALOG)
+    expected = accumulate(live, CATALOG, 10)
+    assert stats.accumulator == expected
+    assert stats.replay_excluded == 30 and stats.live_lists == 120 and stats.records_read == 150
+    summary = stats.to_dict()
+    assert summary["diversity"]["mean"] == expected.diversity().mean
+    assert summary["collapse"]["max_slot_concentration"] == expected.collapse().max_slot_concentration
+    counts = ReadCounts()
+    events = list(iter_capture_records(str(tmp_path), counts=counts, exclude_inference_prefix="diversity-replay-"))
+    assert len(events) == 120 and counts.replay_excluded == 30
+    assert [json.loads(e.output_payload.body)["recommendations"][0]["article_id"] for e in events] == [l[0] for l in live]
+    assert live_diversity(str(tmp_path), CATALOG, exclude_inference_prefix="").live_lists == 150
+    assert live_diversity(str(tmp_path), CATALOG, exclude_inference_prefix="web-").replay_excluded == 80
+
+
+def test_hour_range_reads_only_the_hours_it_needs(tmp_path):
+    moments = [T0 + timedelta(minutes=20 * i) for i in range(9)]  # 10:00 .. 12:40
+    w = writer(tmp_path)
+    for index, moment in enumerate(moments):
+        serve(w, ["a1", "a2", "a3"], moment, f"web-{index}")
+    w.flush()
+    outside = tmp_path / ENDPOINT / VARIANT / "2024/05/01/13"
+    outside.mkdir()
+    (outside / "00-00-000-x.jsonl").write_text("{ not read\n")  # would be malformed if it were read
+    counts = ReadCounts()
+    start, end = T0 + timedelta(minutes=30), T0 + timedelta(hours=2)
+    events = list(iter_capture_records(str(tmp_path), start, end, MalformedLog(), counts=counts))
+    assert [e.inference_time for e in events] == [m for m in moments if start <= m < end]  # 10:40 .. 11:40
+    assert (counts.files_read, counts.records_read, counts.outside_window) == (2, 6, 2)
+    stats = live_diversity(str(tmp_path), CATALOG, start=start, end=end)
+    assert (stats.files_read, stats.live_lists, stats.outside_window, stats.malformed.count) == (2, 4, 2, 0)
+    everything = live_diversity(str(tmp_path), CATALOG)
+    assert (everything.files_read, everything.malformed.count) == (4, 1)
+    with pytest.raises(ValueError, match="must be before"):
+        live_diversity(str(tmp_path), CATALOG, start=end, end=start)
+
+
+def test_local_folder_source_at_every_depth(tmp_path):
+    dataset_source = tmp_path / "processing/input/endpoint"
+    traffic(writer(dataset_source, flush_at_records=25), [T0 + timedelta(seconds=30 * i) for i in range(60)])
+    (dataset_source / ENDPOINT / VARIANT / "2024/05/01/10" / "README.txt").write_text("not capture")
+    results = [live_diversity(str(path), CATALOG).to_dict()
+               for path in (dataset_source, dataset_source / ENDPOINT, dataset_source / ENDPOINT / VARIANT)]
+    assert all({k: v for k, v in r.items() if k != "source"} == {k: v for k, v in results[0].items() if k != "source"}
+               for r in results)
+    assert results[0]["live_lists"] == 48 and results[0]["files_read"] == 3
+    assert results[0]["skipped_files"]["files"][0].endswith("README.txt")
+    with pytest.raises(CaptureSourceError, match="is not a folder"):
+        live_diversity(str(tmp_path / "nowhere"), CATALOG)
+
+
+def test_s3_source(aws_env):
+    s3 = boto3.client("s3")
+    s3.create_bucket(Bucket="capture-bucket", CreateBucketConfiguration={"LocationConstraint": "eu-west-1"})
+    destination = "s3://capture-bucket/datacapture"
+    live = traffic(writer(destination, flush_at_records=20), [T0 + timedelta(minutes=3 * i) for i in range(50)])
+    keys = [item["Key"] for item in s3.list_objects_v2(Bucket="capture-bucket")["Contents"]]
+    assert all(re.fullmatch(rf"datacapture/{ENDPOINT}/{VARIANT}/2024/05/01/1[012]/\d\d-\d\d-\d{{3}}-[-0-9a-f]{{36}}\.jsonl", key)
+               for key in keys)
+    expected = accumulate(live, CATALOG, 10)
+    for source in (destination, f"{destination}/{ENDPOINT}", f"{destination}/{ENDPOINT}/{VARIANT}/"):
+        assert live_diversity(source, CATALOG).accumulator == expected
+    assert live_diversity(destination, CATALOG, workers=2).accumulator == expected  # spawned workers read S3
+    window = live_diversity(destination, CATALOG, start=T0 + timedelta(hours=1), end=T0 + timedelta(hours=2))
+    assert window.records_read == 20 and window.files_read == 1
+    assert len(list(iter_capture_records(destination))) == 50
+    with pytest.raises(CaptureSourceError, match="no-such-bucket"):
+        live_diversity("s3://no-such-bucket/capture", CATALOG)
+
+
+def test_two_workers_give_identical_results(tmp_path):
+    traffic(writer(tmp_path, flush_at_records=15), [T0 + timedelta(seconds=50 * i) for i in range(120)])
+    files = capture_files(tmp_path)
+    files[2].write_text(files[2].read_text() + "{truncated\n")
+    one, two = (live_diversity(str(tmp_path), CATALOG, workers=n) for n in (1, 2))
+    assert len(files) == 9 and one.malformed.count == 1
+    assert one.to_dict() == two.to_dict() and one.accumulator == two.accumulator
+
+
+# --- the command -------------------------------------------------------------------------------
+
+def write_catalog(path: Path) -> str:
+    path.write_text("article_id,category\n" + "".join(f"{a},{c}\n" for a, c in CATALOG.items()))
+    return str(path)
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([str(CLI), "capture-stats", *args], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "PYTHONWARNINGS": "ignore"})
+
+
+def test_capture_stats_command(tmp_path):
+    source = tmp_path / "capture"
+    live = traffic(writer(source, flush_at_records=30), [T0 + timedelta(minutes=2 * i) for i in range(90)])
+    bad = capture_files(source)[0]
+    bad.write_text(bad.read_text() + '{"captureData": \n')
+    catalog = write_catalog(tmp_path / "catalog.csv")
+
+    done = run_cli(str(source), "--catalog", catalog, "--start", "2024-05-01T10:00:00Z", "--end", "2024-05-01T13:00:00Z",
+                   "--workers", "2")
+    assert done.returncode == 0, done.stderr
+    summary = json.loads(done.stdout)
+    expected = accumulate(live, CATALOG, 10)
+    assert summary["records_read"] == 90 and summary["live_lists"] == len(live) == 72
+    assert summary["replay_excluded"] == 18
+    assert summary["malformed"]["count"] == 1
+    assert summary["malformed"]["locations"][0]["file"] == str(bad)
+    assert summary["diversity"]["mean"] == pytest.approx(expected.diversity().mean)
+    assert summary["collapse"]["distinct_articles"] == expected.collapse().distinct_articles
+
+    one_hour = json.loads(run_cli(str(source), "--catalog", catalog, "--start", "2024-05-01T11:00:00Z",
+                                  "--end", "2024-05-01T12:00:00", "--exclude-inference-prefix", "").stdout)
+    assert one_hour["records_read"] == 30 and one_hour["replay_excluded"] == 0
+
+    missing_source = run_cli(str(tmp_path / "nowhere"), "--catalog", catalog)
+    assert missing_source.returncode == 3 and "CaptureSourceError" in missing_source.stderr
+    missing_catalog = run_cli(str(source), "--catalog", str(tmp_path / "nope.csv"))
+    assert missing_catalog.returncode == 4 and "CatalogError" in missing_catalog.stderr
+    bad_time = run_cli(str(source), "--catalog", catalog, "--start", "ten o'clock")
+    assert bad_time.returncode == 2 and "ISO-8601" in bad_time.stderr
+
+
+def test_failed_write_is_loud_and_keeps_the_records(tmp_path):
+    target = tmp_path / "capture"
+    target.write_text("")  # a file where the destination folder should be
+    w = writer(target, flush_at_records=2)
+    serve(w, ["a1"], T0)
+    with pytest.raises(OSError):
+        serve(w, ["a2"], T0 + timedelta(seconds=1))
+    target.unlink()
+    [uri] = w.flush()
+    assert [orjson.loads(line)["eventMetadata"]["inferenceTime"] for line in Path(uri).read_bytes().splitlines()] == [
+        "2024-05-01T10:00:00Z", "2024-05-01T10:00:01Z"]
+
+
+def test_malformed_record_kinds_are_stable():
+    with pytest.raises(MalformedRecord) as caught:
+        parse_line(b'{"captureData": {}, "eventMetadata": {}, "eventVersion": "0"}')
+    assert caught.value.kind == "missing-field" and "neither endpointInput nor endpointOutput" in str(caught.value)
