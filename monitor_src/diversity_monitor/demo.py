@@ -20,6 +20,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from diversity_monitor import report, report_history, storage
+from diversity_monitor.report_history import alarm_states, state_at
 from diversity_monitor.local.clock import SimulatedClock
 from diversity_monitor.scenario import ENDPOINT, REPORTS_URI, SCHEDULE, IncidentScenario, ScenarioPlan
 
@@ -36,24 +37,6 @@ def fresh_output_folder(root: Path = DEMO_ROOT) -> Path:
     if not latest.exists():
         latest.symlink_to(folder.name)
     return folder
-
-
-def alarm_states(alarm_name: str, client=None) -> list[tuple[datetime, str]]:
-    """(time, new state) for every state change, oldest first, from DescribeAlarmHistory."""
-    import boto3
-
-    client = client or boto3.client("cloudwatch")
-    items = client.describe_alarm_history(AlarmName=alarm_name, HistoryItemType="StateUpdate",
-                                          ScanBy="TimestampAscending")["AlarmHistoryItems"]
-    return [(item["Timestamp"], json.loads(item["HistoryData"])["newState"]["stateValue"]) for item in items]
-
-
-def state_at(changes: list[tuple[datetime, str]], moment: datetime) -> str:
-    state = "INSUFFICIENT_DATA"
-    for when, new_state in changes:
-        if when <= moment:
-            state = new_state
-    return state
 
 
 def live_config_at(events, moment: datetime) -> str:

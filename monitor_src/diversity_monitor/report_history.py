@@ -76,3 +76,28 @@ def reports_frame(reports: list[HourReport], k: int = 10) -> pd.DataFrame:
         })
     return pd.DataFrame(rows, columns=["hour", "mean", "min", "p5", "max_slot_concentration", "success_rate",
                                        "violations", "report"])
+
+
+# --- alarm history (used by demo.py and notebooks/04) ---------------------------------------------
+
+def alarm_states(alarm_name: str, client=None) -> list[tuple[datetime, str]]:
+    """(time, new state) for every state change, oldest first, from DescribeAlarmHistory."""
+    import json
+
+    import boto3
+
+    client = client or boto3.client("cloudwatch")
+    items = []
+    for page in client.get_paginator("describe_alarm_history").paginate(
+            AlarmName=alarm_name, HistoryItemType="StateUpdate", ScanBy="TimestampAscending"):
+        items += page["AlarmHistoryItems"]
+    return [(item["Timestamp"], json.loads(item["HistoryData"])["newState"]["stateValue"]) for item in items]
+
+
+def state_at(changes: list[tuple[datetime, str]], moment: datetime) -> str:
+    """The alarm's state at `moment` from its state changes (INSUFFICIENT_DATA before the first)."""
+    state = "INSUFFICIENT_DATA"
+    for when, new_state in changes:
+        if when <= moment:
+            state = new_state
+    return state
