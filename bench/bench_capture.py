@@ -11,7 +11,8 @@ RSS are isolated:
 - pandas: the naive way, `pandas.read_json(lines=True)` per file, concatenated, then
   json.loads of each response and `DiversityAccumulator.add` per row (first hour only by
   default: it is slow, and its rate is per record);
-- raw parse: read the same bytes and `orjson.loads` every line, nothing else (the ceiling);
+- raw parse: read the same bytes and `orjson.loads` every line, nothing else (a ceiling);
+- raw msgspec parse: the same with the reader's own typed record decoder (its parse ceiling);
 - reader over 1 hour vs all hours: peak RSS should not grow with the input.
 
 "records/s per core" divides records by the CPU seconds (user + system) of the pass, in the
@@ -130,13 +131,26 @@ def run_raw_parse(source, catalog_path, hours, workers):
     return lines, {}
 
 
-VARIANTS = {"reader": run_reader, "pandas": run_pandas, "raw-parse": run_raw_parse}
+def run_raw_msgspec(source, catalog_path, hours, workers):
+    from diversity_monitor.capture import typed_record_decoder
+
+    decode, lines = typed_record_decoder().decode, 0
+    for path in _files(source, hours):
+        with open(path, "rb", buffering=1 << 20) as handle:
+            for line in handle:
+                decode(line)
+                lines += 1
+    return lines, {}
+
+
+VARIANTS = {"reader": run_reader, "pandas": run_pandas, "raw-parse": run_raw_parse, "raw-msgspec": run_raw_msgspec}
 
 
 IMPORTS = {
     "reader": ["diversity_monitor.capture_reader", "diversity_monitor.inputs"],
     "pandas": ["pandas", "diversity_monitor.inputs", "diversity_monitor.metrics", "diversity_monitor.capture_source"],
     "raw-parse": ["diversity_monitor.capture_source"],
+    "raw-msgspec": ["diversity_monitor.capture_source"],
 }
 
 
@@ -197,6 +211,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pandas-hours", type=int, default=1,
                         help="hour folders the (slow) pandas baseline reads (default 1; its rate is per record)")
     parser.add_argument("--keep", metavar="DIR", help="generate into DIR and keep it")
+    parser.add_argument("--reuse", metavar="DIR",
+                        help="measure capture a previous --keep DIR holds instead of generating (its --records/--hours)")
     parser.add_argument("--child", choices=sorted(VARIANTS), help=argparse.SUPPRESS)
     parser.add_argument("--source", help=argparse.SUPPRESS)
     parser.add_argument("--catalog", help=argparse.SUPPRESS)
@@ -207,12 +223,15 @@ def main(argv: list[str] | None = None) -> int:
         child(args)
         return 0
     with tempfile.TemporaryDirectory(prefix="bench-capture-") as scratch:
-        folder = Path(args.keep) if args.keep else Path(scratch)
+        folder = Path(args.reuse or args.keep or scratch)
         folder.mkdir(parents=True, exist_ok=True)
         started = time.perf_counter()
-        source, catalog = generate(folder, args.records, args.hours)
+        if args.reuse:
+            source, catalog = folder / "capture", folder / "catalog.csv"
+        else:
+            source, catalog = generate(folder, args.records, args.hours)
         sizes = [path.stat().st_size for path in source.rglob("*.jsonl")]
-        print(f"generated {args.records:,} records in {len(sizes)} files over {args.hours} hour folders, "
+        print(f"{'reused' if args.reuse else 'generated'} {args.records:,} records in {len(sizes)} files over {args.hours} hour folders, "
               f"{sum(sizes) / args.records:,.0f} bytes a record, {sum(sizes) / 2**20:,.0f} MiB, "
               f"in {time.perf_counter() - started:.1f} s; cpu count {os.cpu_count()}; "
               f"calibration: sum(range(10**6)) = {calibration_ms():.1f} ms")
@@ -221,6 +240,7 @@ def main(argv: list[str] | None = None) -> int:
             ("reader, 2 workers", measure("reader", source, catalog, workers=2)),
             ("pandas read_json baseline", measure("pandas", source, catalog, window_hours=args.pandas_hours)),
             ("raw orjson parse (ceiling)", measure("raw-parse", source, catalog)),
+            ("raw msgspec parse (ceiling)", measure("raw-msgspec", source, catalog)),
             (f"reader, 1 worker, 1 hour", measure("reader", source, catalog, window_hours=1)),
         ]
     print_table(rows)
@@ -236,9 +256,11 @@ def print_table(rows: list[tuple[str, dict]]) -> None:
     by_name = dict(rows)
     reader, two = by_name["reader, 1 worker"], by_name["reader, 2 workers"]
     pandas, raw = by_name["pandas read_json baseline"], by_name["raw orjson parse (ceiling)"]
+    raw_msgspec = by_name["raw msgspec parse (ceiling)"]
     rate = lambda row: row["records"] / row["cpu_s"]  # noqa: E731
     print(f"reader vs pandas, per core: {rate(reader) / rate(pandas):.1f}x; reader / raw-parse ceiling: "
-          f"{rate(reader) / rate(raw):.0%}; 2 workers vs 1, wall: "
+          f"orjson {rate(reader) / rate(raw):.0%}, msgspec {rate(reader) / rate(raw_msgspec):.0%}; "
+          f"2 workers: {rate(two):,.0f} rec/s/core, vs 1 worker, wall: "
           f"{(two['records'] / two['wall_s']) / (reader['records'] / reader['wall_s']):.2f}x")
     small = by_name["reader, 1 worker, 1 hour"]
     print(f"memory flatness: peak RSS {small['peak_rss_mb']:,.0f} MB for {small['records']:,} records vs "

@@ -27,8 +27,9 @@ import base64
 import binascii
 import re
 from datetime import datetime, timedelta, timezone
-from typing import NamedTuple
+from typing import Literal, NamedTuple, get_args
 
+import msgspec
 import orjson
 
 from diversity_monitor import storage
@@ -98,7 +99,7 @@ def _from_base64(data: str) -> bytes:
 
 ENCODERS = {"JSON": _text_data, "CSV": _text_data, "BASE64": _base64_data}
 DECODERS = {"JSON": _from_text, "CSV": _from_text, "BASE64": _from_base64}
-_TEXT_ENCODINGS = frozenset(name for name, decoder in DECODERS.items() if decoder is _from_text)
+TEXT_ENCODINGS = frozenset(name for name, decoder in DECODERS.items() if decoder is _from_text)
 
 
 def media_type(content_type: str | None) -> str | None:
@@ -225,13 +226,13 @@ def decode_payload(envelope: dict) -> bytes:
 
 def payload_document(envelope: dict) -> str | bytes:
     """The payload as a JSON parser can read it: the text itself for JSON/CSV (no copy), else bytes."""
-    return envelope["data"] if envelope["encoding"] in _TEXT_ENCODINGS else decode_payload(envelope)
+    return envelope["data"] if envelope["encoding"] in TEXT_ENCODINGS else decode_payload(envelope)
 
 
 def check_payload(envelope: dict) -> None:
     """Raise MalformedRecord if a checked envelope's payload would not decode (only base64 can fail:
     text encodings hold a str, and orjson never yields one that is not valid Unicode)."""
-    if envelope["encoding"] not in _TEXT_ENCODINGS:
+    if envelope["encoding"] not in TEXT_ENCODINGS:
         decode_payload(envelope)
 
 
@@ -340,6 +341,63 @@ def _optional(container: dict, key: str, where: str) -> str | None:
     if value is not None and type(value) is not str:
         raise MalformedRecord("bad-field-type", f"{where}{key} is {_type(value)}, expected a string or null")
     return value
+
+
+# --- typed decoding: the common record's shape checked in C ---------------------------------------
+#
+# A hot pass (capture_reader's live diversity) decodes each line straight into these Structs:
+# msgspec validates every member's presence, type and (by Literal) value while parsing, so no
+# Python check runs per record. They accept a subset of what `check_record` accepts (no unknown
+# members anywhere: a skipped member would escape the JSON checks orjson applies, e.g. 1e400), so
+# a line they refuse is not necessarily malformed: the caller re-reads it with `load_line` +
+# `check_record`, which names the problem or accepts it. Members not listed in a Literal below
+# are refused here for the same reason. `gc=False`: the Structs hold only strings.
+
+_Encoding = Literal["JSON", "CSV", "BASE64"]  # the keys of DECODERS, checked at import below
+_Version = Literal["0"]  # EVENT_VERSION
+if set(get_args(_Encoding)) != set(DECODERS) or get_args(_Version) != (EVENT_VERSION,):
+    raise ImportError("capture.py: the typed record's Literals disagree with DECODERS / EVENT_VERSION")
+
+
+class InputEnvelope(msgspec.Struct, forbid_unknown_fields=True, gc=False):
+    mode: Literal["INPUT"]
+    data: str
+    encoding: _Encoding
+    observedContentType: str | None = None
+
+
+class OutputEnvelope(msgspec.Struct, forbid_unknown_fields=True, gc=False):
+    mode: Literal["OUTPUT"]
+    data: str
+    encoding: _Encoding
+    observedContentType: str | None = None
+
+
+class CaptureData(msgspec.Struct, forbid_unknown_fields=True, gc=False):
+    endpointInput: InputEnvelope | None = None
+    endpointOutput: OutputEnvelope | None = None
+
+
+class EventMetadata(msgspec.Struct, forbid_unknown_fields=True, gc=False):
+    eventId: str
+    inferenceTime: str  # parsed by parse_inference_time, as on the checked path
+    inferenceId: str | None = None
+    customAttributes: str | None = None
+
+
+class TypedRecord(msgspec.Struct, forbid_unknown_fields=True, gc=False):
+    captureData: CaptureData
+    eventMetadata: EventMetadata
+    eventVersion: _Version
+
+# What a refused line raises: msgspec's errors, UnicodeDecodeError for bytes that are not UTF-8,
+# RecursionError for absurd nesting. None of them is an answer; the checked path gives it.
+TYPED_DECODE_ERRORS = (msgspec.MsgspecError, ValueError, RecursionError)
+
+
+def typed_record_decoder() -> msgspec.json.Decoder:
+    """`decoder.decode(line)` -> TypedRecord, raising one of TYPED_DECODE_ERRORS if it refuses."""
+    return msgspec.json.Decoder(TypedRecord)
 
 
 def _type(value: object) -> str:

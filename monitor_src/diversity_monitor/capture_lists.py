@@ -44,26 +44,26 @@ class RankedListFeeder:
         self.batch = batch
         self.k = accumulator.k
         self._row_of = index.row_of.get
-        self._unknown = repeat(-1)  # default for the lookups; map() stops at the list's end
+        self._batch_ids = batch * self.k
         self._reset()
 
     def _reset(self) -> None:
-        self._rows = array("i")  # catalog rows of the pending full lists, k per list
-        self._pending: list[Sequence[str]] = []
+        self._ids: list[str] = []  # the pending full lists, concatenated (k ids each)
         self._others: list[Sequence[str]] = []  # lists the array path does not take
         self._histogram = np.zeros(self.k + 1, dtype=np.int64)
         self._slot_counts = np.zeros(self.k * len(self.index.article_ids), dtype=np.int64)  # [slot, row]
         self._lists = 0
 
     def add(self, article_ids: Sequence[str]) -> None:
+        # Per list only a C-level list.extend: the catalog lookups run once per batch, over the
+        # concatenated ids in a single map() (a per-list lookup costs more in call overhead).
         if len(article_ids) != self.k:
             if len(article_ids) < self.k:
                 self._others.append(article_ids)
                 return
             article_ids = article_ids[: self.k]
-        self._pending.append(article_ids)
-        self._rows.extend(map(self._row_of, article_ids, self._unknown))
-        if len(self._pending) >= self.batch:
+        self._ids += article_ids
+        if len(self._ids) >= self._batch_ids:
             self._count_pending()
 
     def flush(self) -> DiversityAccumulator:
@@ -90,12 +90,13 @@ class RankedListFeeder:
         return accumulator
 
     def _count_pending(self) -> None:
-        if not self._pending:
+        if not self._ids:
             return
-        rows = np.frombuffer(self._rows, dtype=np.int32).reshape(-1, self.k)
+        k, ids = self.k, self._ids
+        rows = np.frombuffer(array("i", map(self._row_of, ids, repeat(-1, len(ids)))), dtype=np.int32).reshape(-1, k)
         unknown = (rows < 0).any(axis=1)
         if unknown.any():
-            self._others += [self._pending[position] for position in np.flatnonzero(unknown).tolist()]
+            self._others += [ids[position * k:(position + 1) * k] for position in np.flatnonzero(unknown).tolist()]
             rows = rows[~unknown]
         categories = np.sort(self.index.category_codes[rows], axis=1)
         distinct = 1 + np.count_nonzero(categories[:, 1:] != categories[:, :-1], axis=1)
@@ -103,4 +104,4 @@ class RankedListFeeder:
         slots = rows + (np.arange(self.k, dtype=np.int64) * len(self.index.article_ids))
         self._slot_counts += np.bincount(slots.ravel(), minlength=self._slot_counts.size)
         self._lists += len(rows)
-        self._rows, self._pending = array("i"), []
+        self._ids = []
