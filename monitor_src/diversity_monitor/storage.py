@@ -8,6 +8,7 @@ no endpoint variable of its own.
 from __future__ import annotations
 
 import functools
+import os
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,13 +45,24 @@ def is_s3(uri: str) -> bool:
     return str(uri).startswith("s3://")
 
 
+def _boto3_settings() -> tuple[tuple[str, str], ...]:
+    """The environment that decides where and as whom a client talks (AWS_ENDPOINT_URL, region...)."""
+    return tuple(sorted((name, value) for name, value in os.environ.items() if name.startswith("AWS_")))
+
+
 def s3_client():
-    """One S3 client per thread (clients are thread-safe, but sessions are not)."""
-    client = getattr(_local, "s3", None)
-    if client is None:
-        client = boto3.session.Session().client("s3")
-        _local.s3 = client
-    return client
+    """One S3 client per thread (sessions are not thread-safe) and per boto3 setting.
+
+    Reused because capture reads make thousands of calls; rebuilt when the AWS_* settings change
+    (a notebook's `aws_session.use_endpoint`, a second local stack), so a client never keeps
+    talking to an endpoint the process has moved away from.
+    """
+    settings = _boto3_settings()
+    cached = getattr(_local, "s3", None)
+    if cached is None or cached[0] != settings:
+        cached = (settings, boto3.session.Session().client("s3"))
+        _local.s3 = cached
+    return cached[1]
 
 
 def read_bytes(uri: str) -> bytes:
