@@ -210,6 +210,29 @@ def test_update_endpoint_rolls_out_a_new_config_and_back(stack, deployed):
     assert invoke(stack, deployed)[1]["model_version"] == "v1"
 
 
+def test_a_deployment_that_cannot_start_fails_and_a_failed_rollout_keeps_the_old_one(stack, deployed):
+    s3, sagemaker = client(stack, "s3"), client(stack, "sagemaker")
+    s3.put_object(Bucket=BUCKET, Key="broken/model.tar.gz", Body=b"not an archive")
+    sagemaker.create_model(ModelName="m-broken", ExecutionRoleArn=ROLE,
+                           PrimaryContainer={"Image": IMAGE, "ModelDataUrl": f"s3://{BUCKET}/broken/model.tar.gz"})
+    sagemaker.create_endpoint_config(EndpointConfigName="c-broken", ProductionVariants=[variant("AllTraffic", "m-broken")])
+    sagemaker.create_endpoint(EndpointName="broken", EndpointConfigName="c-broken")
+    with pytest.raises(Exception, match="Failed"):  # the waiter stops on a Failed endpoint
+        sagemaker.get_waiter("endpoint_in_service").wait(EndpointName="broken", WaiterConfig={"Delay": 1, "MaxAttempts": 60})
+    description = sagemaker.describe_endpoint(EndpointName="broken")
+    assert "is not a gzipped tar archive" in description["FailureReason"]
+    error = error_of(invoke, stack, "broken")["Error"]
+    assert error["Code"] == "ValidationError" and "not in service (status Failed)" in error["Message"]
+    sagemaker.delete_endpoint(EndpointName="broken")
+
+    sagemaker.update_endpoint(EndpointName=deployed, EndpointConfigName="c-broken")
+    sagemaker.get_waiter("endpoint_in_service").wait(EndpointName=deployed, WaiterConfig={"Delay": 1, "MaxAttempts": 60})
+    description = sagemaker.describe_endpoint(EndpointName=deployed)
+    assert description["EndpointConfigName"] == "c-v1"
+    assert "update to c-broken failed" in description["FailureReason"]
+    assert invoke(stack, deployed)[1]["model_version"] == "v1"
+
+
 def test_target_variant_and_weights_route_invocations(stack, deployed):
     sagemaker = client(stack, "sagemaker")
     sagemaker.create_endpoint_config(
@@ -317,9 +340,12 @@ def test_cli_reports_no_running_stack(tmp_path, capsys):
 def test_restart_keeps_state_and_redeploys_endpoints(stack, deployed):
     s3 = client(stack, "s3")
     s3.put_object(Bucket=BUCKET, Key="reports/recs/2027/10/31/07/constraint_violations.json", Body=b'{"violations": []}')
+    configs_before = client(stack, "sagemaker").list_endpoint_configs(SortBy="Name", SortOrder="Ascending")["EndpointConfigs"]
     stack.restart()
     assert s3.get_object(Bucket=BUCKET, Key="reports/recs/2027/10/31/07/constraint_violations.json")["Body"].read() == b'{"violations": []}'
     assert client(stack, "sagemaker").describe_endpoint(EndpointName=deployed)["EndpointStatus"] == "InService"
     assert invoke(stack, deployed)[1]["model_version"] == "v1"
     configs = client(stack, "sagemaker").list_endpoint_configs(SortBy="Name", SortOrder="Ascending")["EndpointConfigs"]
-    assert [item["EndpointConfigName"] for item in configs] == ["c-canary", "c-v1", "c-v2"]
+    # Every config survives, whichever tests of this module made them.
+    assert [item["EndpointConfigName"] for item in configs] == [item["EndpointConfigName"] for item in configs_before]
+    assert {"c-canary", "c-v1", "c-v2"} <= {item["EndpointConfigName"] for item in configs}

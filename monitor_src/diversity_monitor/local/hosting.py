@@ -65,6 +65,10 @@ class DeploymentFailed(Exception):
     """A variant could not be brought up; the message becomes the endpoint's FailureReason."""
 
 
+# What bringing up a variant can run into, reported as the FailureReason without a traceback.
+_EXPECTED_FAILURES = (DeploymentFailed, StackError, images.ImageNotFound, storage.StorageError, OSError, ClientError)
+
+
 # --- records ----------------------------------------------------------------------------------
 
 def _arn(platform: LocalPlatform, kind: str, name: str) -> str:
@@ -182,16 +186,22 @@ class Hosting:
         for name, future in futures.items():
             try:
                 started[name] = future.result()
-            except (DeploymentFailed, StackError, images.ImageNotFound, OSError, ClientError) as error:
+            except _EXPECTED_FAILURES as error:
                 failures.append(f"variant {name}: {error}")
+            except Exception as error:  # still the endpoint's FailureReason; the traceback goes to the log
+                log.exception("deploying variant %s of endpoint %s failed", name, endpoint_name)
+                failures.append(f"variant {name}: {type(error).__name__}: {error}")
+        capture = None
+        capture_config = config.get("DataCaptureConfig")
+        if not failures and capture_config and capture_config.get("EnableCapture", True):
+            try:
+                capture = CaptureDelivery(self.platform, endpoint_name, capture_config, list(started))
+            except (ValueError, OSError) as error:
+                failures.append(f"data capture: {error}")
         if failures:
             for server in started.values():
                 server.stop()
             raise DeploymentFailed("; ".join(failures))
-        capture = None
-        capture_config = config.get("DataCaptureConfig")
-        if capture_config and capture_config.get("EnableCapture", True):
-            capture = CaptureDelivery(self.platform, endpoint_name, capture_config, list(started))
         live = {
             variant["VariantName"]: LiveVariant(
                 variant["VariantName"], float(variant.get("InitialVariantWeight", 1.0)), started[variant["VariantName"]]

@@ -112,10 +112,13 @@ def invoke_endpoint(platform: LocalPlatform, params: dict) -> dict:
             body, params.get("ContentType"), answer.data, content_type,
             platform.clock.now(), params.get("InferenceId"), params.get("CustomAttributes"),
         )
-    result = {"Body": answer.data, "ContentType": content_type, "InvokedProductionVariant": variant.name}
-    if "X-Amzn-SageMaker-Custom-Attributes" in answer.headers:
-        result["CustomAttributes"] = answer.headers["X-Amzn-SageMaker-Custom-Attributes"]
-    return result
+    result = {
+        "Body": answer.data,
+        "ContentType": content_type,
+        "InvokedProductionVariant": variant.name,
+        "CustomAttributes": answer.headers.get("X-Amzn-SageMaker-Custom-Attributes"),
+    }
+    return {key: value for key, value in result.items() if value is not None}
 
 
 def _log_stream_arn(platform: LocalPlatform, endpoint_name: str) -> str:
