@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import socket
+
 import boto3
 import pytest
+
 from diversity_monitor import storage
 from diversity_monitor.local.platform import MotoProcess
 
@@ -45,3 +48,18 @@ def test_unreadable_uris_are_named(aws_env, tmp_path):
         storage.read_bytes(str(tmp_path / "nope"))
     with pytest.raises(storage.StorageError, match="is not an s3://bucket/key URI"):
         storage.S3Location.parse("s3:///no-bucket")
+
+
+def test_an_unreachable_s3_is_a_named_storage_error(aws_env, monkeypatch):
+    """Connection errors are BotoCoreErrors, not ClientErrors: they must not escape as tracebacks."""
+    with socket.socket() as closed:  # a port nothing listens on
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{port}")
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
+    with pytest.raises(storage.StorageError, match=r"cannot read s3://b/k: EndpointConnectionError"):
+        storage.read_bytes("s3://b/k")
+    with pytest.raises(storage.StorageError, match=r"cannot check s3://b/k: EndpointConnectionError"):
+        storage.exists("s3://b/k")
+    with pytest.raises(storage.StorageError, match=r"cannot write s3://b/k: EndpointConnectionError"):
+        storage.write_bytes("s3://b/k", b"x", overwrite=False)

@@ -34,3 +34,12 @@ def utcnow() -> datetime:
 def iso_z(moment: datetime) -> str:
     """`2019-11-26T03:00:00Z`: the timestamp form CloudWatch metric files use."""
     return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def as_utc(moment: datetime) -> datetime:
+    """`moment` in UTC; naive values are taken as UTC (as `parse_instant` does).
+
+    botocore parses service timestamps into the machine's local zone (tzlocal), so an hour folder
+    or a cron time taken from one on a laptop outside UTC is off by its offset: convert first.
+    """
+    return moment.astimezone(timezone.utc) if moment.tzinfo else moment.replace(tzinfo=timezone.utc)

@@ -16,7 +16,7 @@ from typing import Iterator
 from urllib.parse import urlparse
 
 import boto3
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 
 _local = threading.local()
 
@@ -70,7 +70,7 @@ def read_bytes(uri: str) -> bytes:
         location = S3Location.parse(uri)
         try:
             return s3_client().get_object(Bucket=location.bucket, Key=location.key)["Body"].read()
-        except ClientError as error:
+        except (ClientError, BotoCoreError) as error:
             raise StorageError(f"cannot read {uri}: {_describe(error)}") from error
     try:
         return Path(uri).read_bytes()
@@ -92,8 +92,8 @@ def write_bytes(uri: str, data: bytes, *, overwrite: bool = True) -> None:
         extra = {} if overwrite else {"IfNoneMatch": "*"}
         try:
             s3_client().put_object(Bucket=location.bucket, Key=location.key, Body=data, **extra)
-        except ClientError as error:
-            if error.response.get("Error", {}).get("Code") == "PreconditionFailed":
+        except (ClientError, BotoCoreError) as error:
+            if getattr(error, "response", {}).get("Error", {}).get("Code") == "PreconditionFailed":
                 raise StorageError(f"{uri} already exists; not overwriting it") from error
             raise StorageError(f"cannot write {uri}: {_describe(error)}") from error
         return
@@ -112,8 +112,8 @@ def exists(uri: str) -> bool:
         try:
             s3_client().head_object(Bucket=location.bucket, Key=location.key)
             return True
-        except ClientError as error:
-            if error.response.get("ResponseMetadata", {}).get("HTTPStatusCode") == 404:
+        except (ClientError, BotoCoreError) as error:
+            if getattr(error, "response", {}).get("ResponseMetadata", {}).get("HTTPStatusCode") == 404:
                 return False
             raise StorageError(f"cannot check {uri}: {_describe(error)}") from error
     return Path(uri).exists()
@@ -128,7 +128,7 @@ def list_objects(prefix_uri: str) -> Iterator[str]:
             for page in paginator.paginate(Bucket=location.bucket, Prefix=location.key):
                 for item in page.get("Contents", []):
                     yield f"s3://{location.bucket}/{item['Key']}"
-        except ClientError as error:
+        except (ClientError, BotoCoreError) as error:
             raise StorageError(f"cannot list {prefix_uri}: {_describe(error)}") from error
         return
     root = Path(prefix_uri)
@@ -152,3 +152,8 @@ def _describe(error: Exception) -> str:
 def _(error: ClientError) -> str:
     info = error.response.get("Error", {})
     return f"{info.get('Code', 'error')}: {info.get('Message', '')}".rstrip(": ")
+
+
+@_describe.register
+def _(error: BotoCoreError) -> str:
+    return f"{type(error).__name__}: {error}"  # connection refused, no credentials, a response cut short

@@ -7,9 +7,11 @@ this module writes a boto3 client parses. One codec per protocol, in `CODECS`:
 - `json` (SageMaker): the operation is in `X-Amz-Target`; errors are `{"__type", "message"}`.
 - `rest-json` (SageMaker Runtime): the operation is the method + URI template; members travel
   in the URI, headers, query string or body as each member's `location` says.
-- `smithy-rpc-v2-cbor` (CloudWatch in current botocore): the operation is in the path, CBOR
-  bodies; services that used to speak `query` also get `x-amzn-query-error` on errors.
-The `query` protocol is not spoken: no operation we answer is reached through it by boto3.
+- `smithy-rpc-v2-cbor` (CloudWatch's first protocol in its current model; botocore 1.44 itself
+  prefers `json` there): the operation is in the path, CBOR bodies; services that used to speak
+  `query` also get `x-amzn-query-error` on errors.
+- `query` (CloudWatch for older clients: AWS CLI v1, boto3 before CloudWatch's JSON protocol):
+  `Action=<Operation>` in a form body, XML answers.
 
 A request is validated against the operation's input shape twice over: botocore's own
 ParamValidator (required members, types, minimums, unknown members), then the constraints the
@@ -24,6 +26,8 @@ import base64
 import binascii
 import functools
 import json
+import math
+import os
 import re
 import struct
 import uuid
@@ -31,6 +35,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Callable, Mapping
 from urllib.parse import parse_qsl, unquote
+from xml.etree import ElementTree
 
 import botocore.session
 from botocore.model import OperationModel, ServiceModel, Shape
@@ -39,6 +44,7 @@ from botocore.utils import parse_timestamp
 from botocore.validate import ParamValidator
 
 from diversity_monitor.local import errors
+from diversity_monitor.service_schema import request_problem
 
 
 @dataclass(frozen=True)
@@ -57,9 +63,31 @@ class WireResponse:
     body: bytes = b""
 
 
+def isolated_botocore_session() -> botocore.session.Session:
+    """A botocore session that takes no profile from AWS_PROFILE and reads no config or
+    credentials file: the stack loads models and builds its own clients (with explicit endpoint,
+    region and credentials, which beat any AWS_ENDPOINT_URL_* or credential variable) the same
+    way whatever shell it was started from. (A missing AWS_PROFILE alone makes botocore refuse
+    to load even a service model.)"""
+    session = botocore.session.Session(session_vars={"profile": (None, None, None, None)})
+    session.set_config_variable("config_file", os.devnull)
+    session.set_config_variable("credentials_file", os.devnull)
+    return session
+
+
+@functools.lru_cache(maxsize=None)
+def _models() -> botocore.session.Session:
+    return isolated_botocore_session()
+
+
 @functools.lru_cache(maxsize=None)
 def service_model(service_name: str) -> ServiceModel:
-    return botocore.session.get_session().get_service_model(service_name)
+    return _models().get_service_model(service_name)
+
+
+def botocore_data(name: str):
+    """botocore's bundled data (e.g. "endpoints"), loaded as `service_model` loads models."""
+    return _models().get_data(name)
 
 
 def protocols_of(model: ServiceModel) -> list[str]:
@@ -98,6 +126,21 @@ def _decode_blob(value, shape):
         raise SerializationError(f"a blob member holds {value[:40]!r}, which is not base64") from None
 
 
+# JSON has no NaN or Infinity: AWS's JSON protocols send these floats as strings (botocore's
+# serializers do, and its parsers read them back).
+_SPECIAL_FLOATS = {"NaN": float("nan"), "Infinity": float("inf"), "-Infinity": float("-inf")}
+
+
+def _decode_float(value, shape):
+    return _SPECIAL_FLOATS.get(value, value) if isinstance(value, str) else value
+
+
+def _encode_float(value, shape):
+    if isinstance(value, float) and not math.isfinite(value):
+        return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
+    return value
+
+
 _JSON_DECODERS: dict[str, Callable] = {
     "structure": lambda value, shape: (
         {key: decode_json(item, shape.members.get(key)) for key, item in value.items()}
@@ -109,6 +152,8 @@ _JSON_DECODERS: dict[str, Callable] = {
     ),
     "timestamp": _decode_timestamp,
     "blob": _decode_blob,
+    "float": _decode_float,
+    "double": _decode_float,
 }
 
 
@@ -135,6 +180,8 @@ _JSON_ENCODERS: dict[str, Callable] = {
     "map": lambda value, shape: {key: encode_json(item, shape.value) for key, item in value.items()},
     "timestamp": lambda value, shape: to_datetime(value).timestamp(),  # epoch seconds, as AWS sends
     "blob": lambda value, shape: base64.b64encode(value).decode("ascii"),
+    "float": _encode_float,
+    "double": _encode_float,
 }
 
 
@@ -148,100 +195,11 @@ def encode_json(value, shape: Shape | None):
 
 # --- validation -------------------------------------------------------------------------------
 
-# Java regex classes the models use that Python's `re` spells differently. Patterns using
-# Unicode categories (\p{L}, \p{N}...) are not expressible in `re` and are not checked.
-_JAVA_CLASSES = {"ASCII": r"\x00-\x7F", "Print": r"\x20-\x7E", "Alnum": r"a-zA-Z0-9"}
-
-
-@functools.lru_cache(maxsize=None)
-def _pattern(java_pattern: str) -> re.Pattern | None:
-    translated, depth, position = [], 0, 0
-    while position < len(java_pattern):
-        char = java_pattern[position]
-        if char == "\\" and java_pattern.startswith("p{", position + 1):
-            end = java_pattern.index("}", position)
-            name = java_pattern[position + 3:end]
-            if name not in _JAVA_CLASSES:
-                return None
-            body = _JAVA_CLASSES[name]
-            translated.append(body if depth else f"[{body}]")
-            position = end + 1
-            continue
-        if char == "\\" and position + 1 < len(java_pattern):
-            pair = java_pattern[position:position + 2]
-            translated.append(r"\Z" if pair == r"\z" else pair)
-            position += 2
-            continue
-        depth += {"[": 1, "]": -1}.get(char, 0)
-        translated.append(char)
-        position += 1
-    try:
-        return re.compile("".join(translated))
-    except re.error:
-        return None
-
-
-def _camel(name: str) -> str:
-    return name[:1].lower() + name[1:]
-
-
-def _constraint_problems(value, shape: Shape, where: str) -> list[tuple[str, object, str]]:
-    """(path, value, constraint) for each maximum, enum or pattern the value breaks."""
-    meta, problems = shape.metadata, []
-    kind = shape.type_name
-    if kind == "structure" and isinstance(value, dict):
-        for name, member in shape.members.items():
-            if name in value and value[name] is not None:
-                path = f"{where}.{_camel(name)}" if where else _camel(name)
-                problems += _constraint_problems(value[name], member, path)
-    elif kind == "list" and isinstance(value, list):
-        if "max" in meta and len(value) > meta["max"]:
-            problems.append((where, value, f"Member must have length less than or equal to {meta['max']}"))
-        for position, item in enumerate(value, start=1):
-            problems += _constraint_problems(item, shape.member, f"{where}.{position}.member")
-    elif kind == "map" and isinstance(value, dict):
-        if "max" in meta and len(value) > meta["max"]:
-            problems.append((where, value, f"Member must have length less than or equal to {meta['max']}"))
-        for key, item in value.items():
-            problems += _constraint_problems(key, shape.key, f"{where}.{key}.key")
-            problems += _constraint_problems(item, shape.value, f"{where}.{key}.value")
-    elif kind in ("string", "blob") and isinstance(value, (str, bytes)):
-        if "max" in meta and len(value) > meta["max"]:
-            problems.append((where, value, f"Member must have length less than or equal to {meta['max']}"))
-        if kind == "string" and getattr(shape, "enum", None) and value not in shape.enum:
-            problems.append((where, value, f"Member must satisfy enum value set: [{', '.join(shape.enum)}]"))
-        pattern = _pattern(meta["pattern"]) if kind == "string" and meta.get("pattern") else None
-        if pattern is not None and not pattern.fullmatch(value):
-            problems.append((where, value, f"Member must satisfy regular expression pattern: {meta['pattern']}"))
-    elif kind in ("integer", "long", "float", "double") and isinstance(value, (int, float)) and not isinstance(value, bool):
-        if "max" in meta and value > meta["max"]:
-            problems.append((where, value, f"Member must have value less than or equal to {meta['max']}"))
-    return problems
-
-
 def validate(params: dict, operation: OperationModel, error_class: type[errors.ServiceError]) -> None:
-    """Raise `error_class` unless `params` is a request the service model accepts."""
-    shape = operation.input_shape
-    if shape is None:
-        if params:
-            raise error_class(f"{operation.name} takes no parameters, got {sorted(params)}")
-        return
-    report = ParamValidator().validate(params, shape)
-    if report.has_errors():
-        raise error_class(report.generate_report())
-    problems = _constraint_problems(params, shape, "")
-    if problems:
-        count = len(problems)
-        details = "; ".join(
-            f"Value '{_shown(value)}' at '{path}' failed to satisfy constraint: {constraint}"
-            for path, value, constraint in problems
-        )
-        raise error_class(f"{count} validation error{'s' if count > 1 else ''} detected: {details}")
-
-
-def _shown(value) -> str:
-    text = value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
-    return text if len(text) <= 200 else text[:200] + "..."
+    """Raise `error_class` unless `params` is a request the service model accepts (service_schema's check)."""
+    problem = request_problem(params, operation)
+    if problem:
+        raise error_class(problem)
 
 
 def check_output(result: dict, operation: OperationModel) -> None:
@@ -265,14 +223,23 @@ def validation_error_for(service_name: str) -> type[errors.ServiceError]:
     return errors.ValidationError
 
 
+def _query_error_code(error: errors.ServiceError, model: ServiceModel) -> str:
+    """The code the query protocol uses for an error: the modelled shape's `error.code`
+    (CloudWatch's `InvalidParameterValueException` is `InvalidParameterValue` on the wire)."""
+    shape = next((shape for shape in model.error_shapes if shape.name == error.code), None)
+    return (shape.metadata.get("error") or {}).get("code", error.code) if shape is not None else error.code
+
+
+def _fault(error: errors.ServiceError) -> str:
+    return "Sender" if error.status < 500 else "Receiver"
+
+
 def _query_compatible_headers(error: errors.ServiceError, model: ServiceModel) -> list[tuple[str, str]]:
     """Services that used to speak the query protocol (CloudWatch) also send the old error code:
     `x-amzn-query-error: <code>;<Sender|Receiver>`, which botocore reports as the error code."""
     if "awsQueryCompatible" not in model.metadata:
         return []
-    shape = next((shape for shape in model.error_shapes if shape.name == error.code), None)
-    code = (shape.metadata.get("error") or {}).get("code", error.code) if shape is not None else error.code
-    return [("x-amzn-query-error", f"{code};{'Sender' if error.status < 500 else 'Receiver'}")]
+    return [("x-amzn-query-error", f"{_query_error_code(error, model)};{_fault(error)}")]
 
 
 # --- codecs -----------------------------------------------------------------------------------
@@ -546,4 +513,192 @@ class CborCodec:
         return WireResponse(error.status, [*self._headers(), *_query_compatible_headers(error, model)], encode_cbor(body))
 
 
-CODECS = {"json": JsonCodec(), "rest-json": RestJsonCodec(), "smithy-rpc-v2-cbor": CborCodec()}
+# --- query (form-encoded requests, XML answers) ------------------------------------------------
+
+_FORM_CONTENT_TYPE = "application/x-www-form-urlencoded"
+_QUERY_ENVELOPE = frozenset({"Action", "Version"})
+
+
+class _Form:
+    """A query request's parameters, with what has been read, so leftovers can be named."""
+
+    def __init__(self, pairs: dict[str, str]) -> None:
+        self.values = pairs
+        self.used: set[str] = set(_QUERY_ENVELOPE)
+        self._prefixes = {key.rsplit(".", depth)[0] for key in pairs for depth in range(key.count(".") + 1)}
+
+    def has(self, key: str) -> bool:
+        return key in self._prefixes
+
+    def take(self, key: str) -> str:
+        self.used.add(key)
+        return self.values[key]
+
+
+def _query_list_prefix(shape: Shape, prefix: str) -> str:
+    """Where a list's items are, exactly as botocore's QuerySerializer writes them."""
+    if shape.serialization.get("flattened"):
+        name = shape.member.serialization.get("name")
+        return ".".join(prefix.split(".")[:-1] + [name]) if name else prefix
+    return f"{prefix}.{shape.member.serialization.get('name', 'member')}"
+
+
+_QUERY_SCALARS: dict[str, Callable[[str], object]] = {
+    "integer": int,
+    "long": int,
+    "float": float,  # also reads "NaN", "Infinity", "-Infinity"
+    "double": float,
+    "boolean": lambda text: {"true": True, "false": False}[text],
+    "timestamp": parse_timestamp,
+    "blob": lambda text: base64.b64decode(text, validate=True),
+}
+
+
+def decode_query(form: _Form, shape: Shape, prefix: str = ""):
+    """Form parameters -> the Python value for `shape` (the inverse of QuerySerializer)."""
+    kind = shape.type_name
+    if kind == "structure":
+        value = {}
+        for name, member in shape.members.items():
+            key = member.serialization.get("name", name)
+            key = f"{prefix}.{key}" if prefix else key
+            if member.type_name == "list" and member.serialization.get("flattened"):
+                present = form.has(_query_list_prefix(member, key))
+            else:
+                present = form.has(key)
+            if present:
+                value[name] = decode_query(form, member, key)
+        return value
+    if kind == "list":
+        if form.values.get(prefix) == "":  # QuerySerializer's empty list
+            form.take(prefix)
+            return []
+        items, base = [], _query_list_prefix(shape, prefix)
+        while form.has(f"{base}.{len(items) + 1}"):
+            items.append(decode_query(form, shape.member, f"{base}.{len(items) + 1}"))
+        return items
+    if kind == "map":
+        entries = prefix if shape.serialization.get("flattened") else f"{prefix}.entry"
+        key_name = shape.key.serialization.get("name", "key")
+        value_name = shape.value.serialization.get("name", "value")
+        value, n = {}, 1
+        while form.has(f"{entries}.{n}"):
+            value[decode_query(form, shape.key, f"{entries}.{n}.{key_name}")] = decode_query(
+                form, shape.value, f"{entries}.{n}.{value_name}")
+            n += 1
+        return value
+    if not form.has(prefix) or prefix not in form.values:
+        raise SerializationError(f"parameter {prefix} is not a single value")
+    text = form.take(prefix)
+    convert = _QUERY_SCALARS.get(kind)
+    if convert is None:
+        return text
+    try:
+        return convert(text)
+    except (ValueError, KeyError, TypeError, OverflowError, binascii.Error):
+        raise SerializationError(f"parameter {prefix} {text!r} is not a valid {kind}") from None
+
+
+def _xml_text(value, shape: Shape) -> str:
+    kind = shape.type_name
+    if kind == "timestamp":
+        moment = to_datetime(value).astimezone(timezone.utc)
+        return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+    if kind == "boolean":
+        return "true" if value else "false"
+    if kind == "blob":
+        return base64.b64encode(value).decode("ascii")
+    if kind in ("float", "double"):
+        return str(_encode_float(float(value), shape))
+    return str(value)
+
+
+def _xml_add(parent: ElementTree.Element, tag: str, value, shape: Shape) -> None:
+    """Append `value` as the XML botocore's QueryParser reads for `shape`."""
+    kind = shape.type_name
+    if kind == "list" and shape.serialization.get("flattened"):
+        for item in value:
+            _xml_add(parent, shape.member.serialization.get("name", tag), item, shape.member)
+        return
+    element = ElementTree.SubElement(parent, tag)
+    if kind == "structure":
+        _xml_members(element, value, shape)
+    elif kind == "list":
+        for item in value:
+            _xml_add(element, shape.member.serialization.get("name", "member"), item, shape.member)
+    elif kind == "map":
+        for key, item in value.items():
+            entry = ElementTree.SubElement(element, "entry")
+            _xml_add(entry, shape.key.serialization.get("name", "key"), key, shape.key)
+            _xml_add(entry, shape.value.serialization.get("name", "value"), item, shape.value)
+    else:
+        element.text = _xml_text(value, shape)
+
+
+def _xml_members(element: ElementTree.Element, value: dict, shape: Shape) -> None:
+    for name, member in shape.members.items():
+        if value.get(name) is not None:
+            _xml_add(element, member.serialization.get("name", name), value[name], member)
+
+
+class QueryCodec:
+    """AWS query: `Action=<Operation>&Version=<apiVersion>&...` form-encoded in a POST body (or a
+    GET query string), XML answers. Older clients (AWS CLI v1, boto3 before CloudWatch's JSON
+    protocol) speak it to CloudWatch. Requests are read back from the form botocore's
+    QuerySerializer writes (unknown parameters are refused by name); answers and errors have the
+    XML shape botocore's QueryParser reads."""
+
+    def _form(self, request: WireRequest) -> dict[str, str] | None:
+        if request.method == "POST" and request.headers.get("content-type", "").startswith(_FORM_CONTENT_TYPE):
+            text = request.body.decode("utf-8", "replace")
+        elif request.method == "GET" and "Action=" in request.query:
+            text = request.query
+        else:
+            return None
+        return dict(parse_qsl(text, keep_blank_values=True))
+
+    def operation(self, request: WireRequest, model: ServiceModel) -> tuple[str, dict] | None:
+        form = self._form(request)
+        if not form or form.get("Version") != model.metadata.get("apiVersion"):
+            return None
+        name = form.get("Action", "")
+        return (name, {}) if name in model.operation_names else None
+
+    def known_operation(self, request: WireRequest, model: ServiceModel) -> str | None:
+        form = self._form(request)
+        return form.get("Action") if form and form.get("Version") == model.metadata.get("apiVersion") else None
+
+    def parse(self, request: WireRequest, operation: OperationModel, captures: dict) -> dict:
+        form = _Form(self._form(request) or {})
+        params = decode_query(form, operation.input_shape) if operation.input_shape is not None else {}
+        unknown = sorted(set(form.values) - form.used)
+        if unknown:
+            raise SerializationError(f"{operation.name} has no parameter {', '.join(unknown)}")
+        return params
+
+    def _document(self, root: ElementTree.Element) -> bytes:
+        return ElementTree.tostring(root, encoding="utf-8", xml_declaration=False)
+
+    def serialize(self, result: dict, operation: OperationModel) -> WireResponse:
+        request_id = _request_id()
+        root = ElementTree.Element(f"{operation.name}Response", xmlns=operation.service_model.metadata["xmlNamespace"])
+        shape = operation.output_shape
+        if shape is not None:
+            wrapper = shape.serialization.get("resultWrapper")
+            _xml_members(ElementTree.SubElement(root, wrapper) if wrapper else root, result, shape)
+        ElementTree.SubElement(ElementTree.SubElement(root, "ResponseMetadata"), "RequestId").text = request_id
+        return WireResponse(200, [("Content-Type", "text/xml"), ("x-amzn-RequestId", request_id)], self._document(root))
+
+    def error(self, error: errors.ServiceError, model: ServiceModel) -> WireResponse:
+        request_id = _request_id()
+        root = ElementTree.Element("ErrorResponse", xmlns=model.metadata["xmlNamespace"])
+        details = ElementTree.SubElement(root, "Error")
+        ElementTree.SubElement(details, "Type").text = _fault(error)
+        ElementTree.SubElement(details, "Code").text = _query_error_code(error, model)
+        ElementTree.SubElement(details, "Message").text = error.message
+        ElementTree.SubElement(root, "RequestId").text = request_id
+        return WireResponse(error.status, [("Content-Type", "text/xml"), ("x-amzn-RequestId", request_id)],
+                            self._document(root))
+
+
+CODECS = {"json": JsonCodec(), "rest-json": RestJsonCodec(), "smithy-rpc-v2-cbor": CborCodec(), "query": QueryCodec()}
