@@ -61,20 +61,29 @@ class ContainerRun:
         return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
 
 
+def audit_environment(audit_file: Path) -> dict[str, str]:
+    """What makes a process (and its children) record every botocore call it makes in `audit_file`."""
+    return {
+        "BOTOCORE_AUDIT_FILE": str(audit_file),
+        "PYTHONPATH": os.pathsep.join([str(AUDIT_DIR), os.environ.get("PYTHONPATH", "")]),
+    }
+
+
+def read_audit(audit_file: Path) -> list[dict]:
+    return [json.loads(line) for line in audit_file.read_text().splitlines()] if audit_file.exists() else []
+
+
 def run_monitor_container(job_root: Path, platform_env: dict[str, str], arguments: list[str],
                           timeout: float = 300) -> ContainerRun:
     spec = images.resolve(MONITOR_IMAGE)
     audit_file = job_root.parent / f"{job_root.name}-botocore-audit.jsonl"
     log_path = job_root.parent / f"{job_root.name}.log"
-    env = {
-        **platform_env,
-        "BOTOCORE_AUDIT_FILE": str(audit_file),
-        "PYTHONPATH": os.pathsep.join([str(AUDIT_DIR), os.environ.get("PYTHONPATH", "")]),
-    }
+    # The test's own AWS settings (its moto server), passed as the platform would pass the job's.
+    test_aws = {key: value for key, value in os.environ.items() if key.startswith("AWS_")}
+    env = {**test_aws, **platform_env, **audit_environment(audit_file)}
     process = images.launch(spec, job_root, env, arguments, log_path=log_path)
     returncode = process.wait(timeout=timeout)
-    audit = [json.loads(line) for line in audit_file.read_text().splitlines()] if audit_file.exists() else []
-    return ContainerRun(returncode, job_root, log_path.read_text(errors="replace"), audit)
+    return ContainerRun(returncode, job_root, log_path.read_text(errors="replace"), read_audit(audit_file))
 
 
 def upload_outputs(run: ContainerRun, bucket: str, prefix: str) -> str:

@@ -7,8 +7,12 @@ name so one server covers the cases the job must handle:
 - `flaky-*`: every 4th call per session answers ModelError (the model's 500), retried by the job;
 - `broken-*`: a fixed share of sessions (those whose id ends in 7 or 8: 20%) always fail with a 500;
 - `throttled-*`: the first call of every session is throttled (HTTP 400 ThrottlingException);
+- `truncated-*`: the response declares more bytes than it sends, then the connection closes;
 - anything else: "Could not find endpoint" as SageMaker answers.
-Latency can be added with `?latency` via the server's constructor (benchmarks).
+Latency can be added with `latency_ms` via the server's constructor (benchmarks); `on_invoke`
+is called with (endpoint, call number) before each answer, for tests that change the world
+while a replay runs. As an AWS JSON control plane (POST /, `X-Amz-Target`: SageMaker, CloudWatch)
+it answers AccessDeniedException to everything: a role without those permissions.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import logging
 import threading
 import time
 from collections import Counter
@@ -23,7 +28,7 @@ from collections import Counter
 import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import Route
 
 CATEGORIES = ["news", "sports", "finance", "lifestyle", "health", "travel", "weather", "autos", "tv", "music"]
@@ -48,6 +53,17 @@ def collapsed_list(user: str, k: int) -> list[str]:
     return [f"{CATEGORIES[i % 2]}-{i // 2:02d}" for i in range(k)]
 
 
+class _QuietTruncation(logging.Filter):
+    """uvicorn logs the short body `truncated-*` sends on purpose as an application error: drop that."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        return "Too little data for declared Content-Length" not in str(error)
+
+
+logging.getLogger("uvicorn.error").addFilter(_QuietTruncation())
+
+
 def _error(code: str, message: str, status: int, **extra) -> Response:
     body = {"__type": code, "message": message, "Message": message, **extra}
     return Response(json.dumps(body), status_code=status,
@@ -55,14 +71,18 @@ def _error(code: str, message: str, status: int, **extra) -> Response:
 
 
 class RuntimeServer:
-    def __init__(self, port: int, latency_ms: float = 0.0) -> None:
+    def __init__(self, port: int, latency_ms: float = 0.0, on_invoke=None) -> None:
         self.port = port
         self.latency = latency_ms / 1000.0
+        self.on_invoke = on_invoke
         self.calls: Counter = Counter()
+        self.invocations = 0
         self.inference_ids: list[str] = []
         self.target_variants: list[str | None] = []
+        self.control_plane_calls: list[str] = []
         self._lock = threading.Lock()
-        app = Starlette(routes=[Route("/endpoints/{name}/invocations", self.invoke, methods=["POST"])])
+        app = Starlette(routes=[Route("/endpoints/{name}/invocations", self.invoke, methods=["POST"]),
+                                Route("/", self.control_plane, methods=["POST"])])
         self._server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error",
                                                      access_log=False))
         self._thread = threading.Thread(target=self._server.run, daemon=True)
@@ -93,9 +113,12 @@ class RuntimeServer:
         inference_id = request.headers.get("x-amzn-sagemaker-inference-id", "")
         with self._lock:
             self.calls[(name, user)] += 1
-            attempt = self.calls[(name, user)]
+            self.invocations += 1
+            attempt, number = self.calls[(name, user)], self.invocations
             self.inference_ids.append(inference_id)
             self.target_variants.append(request.headers.get("x-amzn-sagemaker-target-variant"))
+        if self.on_invoke is not None:
+            await asyncio.to_thread(self.on_invoke, name, number)
         k = int(body.get("k", 10))
         kind = name.split("-", 1)[0]
         if kind == "healthy":
@@ -116,8 +139,20 @@ class RuntimeServer:
             return _error("ThrottlingException", "Rate exceeded", 400)
         elif kind == "throttled":
             articles = healthy_list(user, k)
+        elif kind == "truncated":
+            body = json.dumps({"recommendations": [{"article_id": a} for a in healthy_list(user, k)]}).encode()
+            return Response(body[: len(body) // 2], media_type="application/json",
+                            headers={"content-length": str(len(body))})
         else:
             return _error("ValidationError", f"Endpoint {name} of account 123456789012 not found.", 400)
         payload = {"recommendations": [{"article_id": article} for article in articles]}
         return Response(json.dumps(payload), media_type="application/json",
                         headers={"x-Amzn-Invoked-Production-Variant": "AllTraffic"})
+
+    async def control_plane(self, request: Request) -> Response:
+        prefix, _, operation = request.headers.get("x-amz-target", "").rpartition(".")
+        service = {"SageMaker": "sagemaker", "GraniteServiceVersion20100801": "cloudwatch"}.get(prefix, prefix)
+        with self._lock:
+            self.control_plane_calls.append(operation)
+        return _error("AccessDeniedException", f"User: arn:aws:sts::123456789012:assumed-role/monitor is not authorized "
+                      f"to perform: {service}:{operation}", 400)

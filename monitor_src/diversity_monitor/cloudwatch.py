@@ -8,27 +8,42 @@ sees the outage. Publishing a diversity value computed from a handful of session
 the on-call for a capacity problem or, worse, report healthy during an outage.
 
 Dimensions are `Endpoint` and `MonitoringSchedule`, the names the platform's own metrics use
-(platform-facts.md): an alarm must name exactly what is published.
+(platform-facts.md): an alarm must name exactly what is published. Both are required: a metric
+published without `MonitoringSchedule` is a different metric, which no alarm on
+Endpoint+MonitoringSchedule ever sees, so publishing without a schedule name is an error.
+
+Limits (PutMetricData in botocore's service model and the CloudWatch guide, platform-facts.md):
+namespace 1-255 characters, not starting with `AWS/` or `:`; metric name 1-255; at most 30
+dimensions, each Name 1-255 and Value 1-1024 characters; finite values; timestamps from two
+weeks ago to two hours ahead; at most 1000 metrics and 1 MB per request.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Iterable, Mapping
+from urllib.parse import urlencode
 
 import boto3
+import botocore.serialize
+import botocore.session
 import orjson
 from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
 
 from diversity_monitor import container_paths
-from diversity_monitor.clock import iso_z, parse_instant, utcnow
+from diversity_monitor.clock import as_utc, iso_z, parse_instant, utcnow
 from diversity_monitor.model_monitor_files import CUSTOM_BLOCK, SUCCESS_RATE_FEATURE
 
 MAX_METRICS_PER_REQUEST = 1000
 MAX_REQUEST_BYTES = 1_000_000
 MAX_DIMENSIONS = 30
+MAX_DIMENSION_NAME = 255
+MAX_DIMENSION_VALUE = 1024
+MAX_NAME = 255
 
 
 class MetricsError(ValueError):
@@ -53,15 +68,41 @@ def metric_values(statistics: Mapping) -> dict[str, float]:
     return {name: float(value) for name, value in values.items() if value is not None}
 
 
+def check_namespace(namespace: str) -> None:
+    if not isinstance(namespace, str) or not 1 <= len(namespace) <= MAX_NAME or namespace.startswith(("AWS/", ":")):
+        raise MetricsError(f"namespace {namespace!r}: must be 1-{MAX_NAME} characters and not start with 'AWS/' or ':'")
+
+
+def _check_dimension(metric: str, dimension) -> None:
+    if not isinstance(dimension, Mapping):
+        raise MetricsError(f"metric {metric}: dimension {dimension!r} is not a Name/Value object")
+    name, value = dimension.get("Name"), dimension.get("Value")
+    if not isinstance(name, str) or not 1 <= len(name) <= MAX_DIMENSION_NAME:
+        raise MetricsError(f"metric {metric}: dimension name {name!r} must be 1-{MAX_DIMENSION_NAME} characters")
+    if not isinstance(value, str) or not 1 <= len(value) <= MAX_DIMENSION_VALUE:
+        raise MetricsError(f"metric {metric}: dimension {name} value {value!r} must be 1-{MAX_DIMENSION_VALUE} characters")
+
+
+def dimensions(endpoint: str, schedule: str | None) -> list[dict]:
+    """`Endpoint` and `MonitoringSchedule`, both required (see the module doc)."""
+    if not schedule:
+        raise MetricsError(
+            "no monitoring schedule name (environment variable sagemaker_monitoring_schedule_name): the "
+            "MonitoringSchedule dimension would be missing and no Endpoint+MonitoringSchedule alarm would see the metrics"
+        )
+    result = [{"Name": "Endpoint", "Value": endpoint}, {"Name": "MonitoringSchedule", "Value": schedule}]
+    for dimension in result:
+        _check_dimension("dimensions", dimension)
+    return result
+
+
 def metric_records(statistics: Mapping, endpoint: str, schedule: str | None) -> list[dict]:
     """Lines of the metrics file, stamped at measurement time."""
     timestamp = statistics[CUSTOM_BLOCK]["measured_at"]
-    dimensions = [{"Name": "Endpoint", "Value": endpoint}]
-    if schedule:
-        dimensions.append({"Name": "MonitoringSchedule", "Value": schedule})
+    dims = dimensions(endpoint, schedule)
     unit_of = {SUCCESS_RATE_FEATURE: "None", "replay_sessions_succeeded": "Count"}
     return [
-        {"MetricName": name, "Timestamp": timestamp, "Dimensions": dimensions, "Value": value,
+        {"MetricName": name, "Timestamp": timestamp, "Dimensions": dims, "Value": value,
          "Unit": unit_of.get(name, "None")}
         for name, value in metric_values(statistics).items()
     ]
@@ -70,21 +111,24 @@ def metric_records(statistics: Mapping, endpoint: str, schedule: str | None) -> 
 def validate(records: Iterable[Mapping], namespace: str, now: datetime | None = None) -> None:
     """PutMetricData's rules the local stand-ins don't enforce (platform-facts.md)."""
     now = now or utcnow()
-    if not 1 <= len(namespace) <= 255 or namespace.startswith("AWS/"):
-        raise MetricsError(f"namespace {namespace!r}: must be 1-255 characters and not start with 'AWS/'")
+    check_namespace(namespace)
     for record in records:
         name = record.get("MetricName")
-        if not isinstance(name, str) or not 1 <= len(name) <= 255:
-            raise MetricsError(f"metric name {name!r}: must be 1-255 characters")
+        if not isinstance(name, str) or not 1 <= len(name) <= MAX_NAME:
+            raise MetricsError(f"metric name {name!r}: must be 1-{MAX_NAME} characters")
         value = record.get("Value")
-        if not isinstance(value, (int, float)) or not math.isfinite(value):
+        if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
             raise MetricsError(f"metric {name}: value {value!r} is not a finite number")
-        dimensions = record.get("Dimensions", [])
-        if len(dimensions) > MAX_DIMENSIONS:
-            raise MetricsError(f"metric {name}: {len(dimensions)} dimensions, at most {MAX_DIMENSIONS}")
-        stamp = parse_instant(record["Timestamp"]) if isinstance(record.get("Timestamp"), str) else record.get("Timestamp")
-        if not isinstance(stamp, datetime):
-            raise MetricsError(f"metric {name}: Timestamp {record.get('Timestamp')!r} is not a time")
+        record_dimensions = record.get("Dimensions", [])
+        if not isinstance(record_dimensions, list) or len(record_dimensions) > MAX_DIMENSIONS:
+            raise MetricsError(f"metric {name}: Dimensions must be a list of at most {MAX_DIMENSIONS}")
+        for dimension in record_dimensions:
+            _check_dimension(name, dimension)
+        stamp = record.get("Timestamp")
+        try:
+            stamp = as_utc(parse_instant(stamp) if isinstance(stamp, str) else stamp)
+        except (ValueError, AttributeError, TypeError):
+            raise MetricsError(f"metric {name}: Timestamp {record.get('Timestamp')!r} is not a time") from None
         if not now - timedelta(weeks=2) <= stamp <= now + timedelta(hours=2):
             raise MetricsError(f"metric {name}: timestamp {iso_z(stamp)} is outside two weeks ago .. two hours ahead of {iso_z(now)}")
 
@@ -98,23 +142,46 @@ def write_metrics_file(records: list[dict]) -> Path:
 
 
 def put_metric_data_requests(records: list[dict], namespace: str) -> list[dict]:
-    """PutMetricData request bodies, chunked to the API's count and size limits."""
+    """PutMetricData request bodies, chunked to the API's count (1000) and size (1 MB) limits.
+
+    Sizes are measured with botocore's own serializer for the protocol it sends, so the limit
+    holds for the bytes on the wire, not for an estimate of them.
+    """
     data = [
         {**{key: value for key, value in record.items() if key != "Timestamp"},
          "Timestamp": parse_instant(record["Timestamp"]).astimezone(timezone.utc)}
         for record in records
     ]
-    requests, chunk, size = [], [], 0
+    empty = _serialized_size({"Namespace": namespace, "MetricData": []})
+    requests, chunk, size = [], [], empty
     for datum in data:
-        datum_size = len(orjson.dumps(datum, default=str))
-        if chunk and (len(chunk) == MAX_METRICS_PER_REQUEST or size + datum_size > MAX_REQUEST_BYTES // 2):
+        datum_size = _serialized_size({"Namespace": namespace, "MetricData": [datum]}) - empty + 2  # ", " between items
+        if chunk and (len(chunk) == MAX_METRICS_PER_REQUEST or size + datum_size > MAX_REQUEST_BYTES):
             requests.append({"Namespace": namespace, "MetricData": chunk})
-            chunk, size = [], 0
+            chunk, size = [], empty
+        if empty + datum_size > MAX_REQUEST_BYTES:
+            raise MetricsError(f"metric {datum.get('MetricName')}: one datum is larger than a PutMetricData request may be")
         chunk.append(datum)
         size += datum_size
     if chunk:
         requests.append({"Namespace": namespace, "MetricData": chunk})
+    for request in requests:  # the estimate is exact for JSON; checked anyway, never sent over the limit
+        if _serialized_size(request) > MAX_REQUEST_BYTES:
+            raise MetricsError(f"PutMetricData request of {len(request['MetricData'])} metrics exceeds {MAX_REQUEST_BYTES} bytes")
     return requests
+
+
+@functools.lru_cache(maxsize=1)
+def _put_metric_data_serializer():
+    model = botocore.session.get_session().get_service_model("cloudwatch")
+    protocol = getattr(model, "resolved_protocol", None) or model.metadata["protocol"]
+    return botocore.serialize.create_serializer(protocol, include_validation=False), model.operation_model("PutMetricData")
+
+
+def _serialized_size(request: dict) -> int:
+    serializer, operation = _put_metric_data_serializer()
+    body = serializer.serialize_to_request(request, operation)["body"]
+    return len(body if isinstance(body, bytes) else urlencode(body).encode())
 
 
 def put_metric_data(records: list[dict], namespace: str, client=None) -> int:
@@ -123,6 +190,14 @@ def put_metric_data(records: list[dict], namespace: str, client=None) -> int:
         "cloudwatch", config=Config(retries={"mode": "standard", "max_attempts": 5})
     )
     requests = put_metric_data_requests(records, namespace)
-    for request in requests:
-        client.put_metric_data(**request)
+    for number, request in enumerate(requests, start=1):
+        try:
+            client.put_metric_data(**request)
+        except ClientError as error:
+            info = error.response.get("Error", {})
+            raise MetricsError(f"PutMetricData to {namespace} (request {number} of {len(requests)}) failed: "
+                               f"{info.get('Code', 'ClientError')}: {info.get('Message', '')}") from error
+        except BotoCoreError as error:
+            raise MetricsError(f"PutMetricData to {namespace} (request {number} of {len(requests)}) failed: "
+                               f"{type(error).__name__}: {error}") from error
     return len(requests)

@@ -10,8 +10,13 @@ malformed raises `ContractError` naming the variable or argument. Container path
 are mapped through `container_paths`, so the same context works in a local job folder.
 
 The same container also runs as a plain Processing job (no Model Monitor): then there are no
-Model Monitor variables, the endpoint comes from `--endpoint-name`, and `--put-metric-data`
-makes the job publish its own metrics. Publishing both ways at once is refused.
+Model Monitor variables, the endpoint comes from `--endpoint-name`, `--put-metric-data` makes
+the job publish its own metrics and `--output-hour-folder` writes the reports under
+`yyyy/mm/dd/HH/` of `end_time`, Model Monitor's layout. Publishing both ways at once is refused.
+
+What a run records about its inputs (`parameters.json`, the report) is the documented platform
+variables and our arguments only: user `Environment` entries and the host's variables (proxy
+settings with credentials, tokens) are never copied.
 """
 
 from __future__ import annotations
@@ -24,9 +29,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import Mapping
 
-from diversity_monitor import container_paths
+from diversity_monitor import container_paths, service_schema
+from diversity_monitor.capture import hour_path
 from diversity_monitor.clock import parse_instant
-from diversity_monitor.response_path import DEFAULT_RESPONSE_PATH
+from diversity_monitor.response_path import DEFAULT_RESPONSE_PATH, compile_response_path
 
 DEFAULT_NAMESPACE = "aws/sagemaker/Endpoints/data-metrics"
 REPLAY_INFERENCE_PREFIX = "diversity-replay-"
@@ -51,10 +57,37 @@ class ContractError(ValueError):
 
 
 class _RaisingParser(argparse.ArgumentParser):
-    """argparse that raises instead of printing and exiting, so the job can say why it failed."""
+    """argparse that raises instead of printing and exiting, so the job can say why it failed.
+
+    No abbreviations (`--top 3` must not quietly mean `--top-k 3`) and no `--help`: a job's
+    ContainerArguments asking for usage is a misconfiguration, not a successful run.
+    """
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(allow_abbrev=False, add_help=False, **kwargs)
 
     def error(self, message: str):  # noqa: D401 - argparse's hook
         raise ContractError(f"ContainerArguments: {message}")
+
+    def parse_known_args(self, args=None, namespace=None):
+        parsed, extra = super().parse_known_args(args, namespace)
+        _check_argument_combinations(parsed)
+        return parsed, extra
+
+
+def _check_argument_combinations(args: argparse.Namespace) -> None:
+    """Rules between arguments, for every parser of the run's arguments (schedule checks too)."""
+    top_k, floor = getattr(args, "top_k", None), getattr(args, "min_diversity", None)
+    if top_k is not None and floor is not None and floor > top_k:
+        raise ContractError(
+            f"ContainerArguments: --min-diversity {floor:g} is above --top-k {top_k}: a top-{top_k} list "
+            f"holds at most {top_k} categories, so every run would violate the floor"
+        )
+    if getattr(args, "metrics_namespace", None) is not None and not getattr(args, "put_metric_data", False):
+        raise ContractError(
+            "ContainerArguments: --metrics-namespace is only used with --put-metric-data (under Model Monitor "
+            "the platform chooses the namespace); add --put-metric-data or drop --metrics-namespace"
+        )
 
 
 def _positive_int(name: str):
@@ -70,7 +103,8 @@ def _positive_int(name: str):
     return parse
 
 
-def _number(name: str, low: float, high: float):
+def number_argument(name: str, low: float, high: float):
+    """argparse type: a number in [low, high], or an error naming the argument."""
     def parse(text: str) -> float:
         try:
             value = float(text)
@@ -83,6 +117,36 @@ def _number(name: str, low: float, high: float):
     return parse
 
 
+def _response_path(text: str) -> str:
+    """Compiled when the arguments are parsed, so a bad expression fails before any replay."""
+    try:
+        compile_response_path(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+    return text
+
+
+def _invoke_member(member: str, what: str):
+    """A name InvokeEndpoint carries (EndpointName, TargetVariant), checked against its service model."""
+
+    def parse(text: str) -> str:
+        problem = invoke_name_problem(text, member)
+        if problem:
+            raise argparse.ArgumentTypeError(f"{what} {text!r} {problem}")
+        return text
+
+    return parse
+
+
+def invoke_name_problem(text: str, member: str) -> str | None:
+    """Why InvokeEndpoint's service model rejects `text` as `member`, or None."""
+    if not text:
+        return "is empty"
+    shape = service_schema.operation_model("sagemaker-runtime", "InvokeEndpoint").input_shape.members[member]
+    problems = service_schema.constraint_problems(text, shape)
+    return f"is not valid for InvokeEndpoint's {member} ({problems[0][2]})" if problems else None
+
+
 def add_replay_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments shared by `run`, `baseline` and `replay`: what to replay and how."""
     parser.add_argument("--validation-set", required=True, metavar="URI",
@@ -91,16 +155,20 @@ def add_replay_arguments(parser: argparse.ArgumentParser) -> None:
                         help="article catalog: CSV (article_id,category,...) or JSON Lines")
     parser.add_argument("--top-k", type=_positive_int("--top-k"), default=10, metavar="K",
                         help="how many ranked articles count as the top list (default 10)")
-    parser.add_argument("--response-path", default=DEFAULT_RESPONSE_PATH, metavar="EXPR",
+    parser.add_argument("--response-path", type=_response_path, default=DEFAULT_RESPONSE_PATH, metavar="EXPR",
                         help=f"where the ranked article ids sit in the response (default {DEFAULT_RESPONSE_PATH})")
     parser.add_argument("--concurrency", type=_positive_int("--concurrency"), default=16, metavar="N",
                         help="replay calls in flight at once (default 16)")
-    parser.add_argument("--target-variant", default=None, metavar="NAME",
+    parser.add_argument("--target-variant", type=_invoke_member("TargetVariant", "--target-variant"), default=None,
+                        metavar="NAME",
                         help="send replay traffic to this production variant (InvokeEndpoint TargetVariant)")
-    parser.add_argument("--invoke-timeout", type=_number("--invoke-timeout", 0.1, 3600), default=10.0,
+    parser.add_argument("--invoke-timeout", type=number_argument("--invoke-timeout", 0.1, 3600), default=10.0,
                         metavar="SECONDS", help="per-call timeout (default 10)")
     parser.add_argument("--max-attempts", type=_positive_int("--max-attempts"), default=4, metavar="N",
                         help="attempts per session on throttling, 5xx and timeouts (default 4)")
+
+
+endpoint_name_argument = _invoke_member("EndpointName", "endpoint name")
 
 
 def run_argument_parser(prog: str = "diversity-monitor run") -> argparse.ArgumentParser:
@@ -111,17 +179,20 @@ def run_argument_parser(prog: str = "diversity-monitor run") -> argparse.Argumen
 
 def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     add_replay_arguments(parser)
-    parser.add_argument("--min-diversity", type=_number("--min-diversity", 0, 1000), default=4.0, metavar="N",
+    parser.add_argument("--min-diversity", type=number_argument("--min-diversity", 0, 1000), default=4.0, metavar="N",
                         help="absolute floor for the mean categories per top-k (default 4)")
-    parser.add_argument("--min-success-rate", type=_number("--min-success-rate", 0, 1), default=0.95,
+    parser.add_argument("--min-success-rate", type=number_argument("--min-success-rate", 0, 1), default=0.95,
                         metavar="RATE", help="replayed share below which diversity is not published (default 0.95)")
-    parser.add_argument("--endpoint-name", default=None, metavar="NAME",
+    parser.add_argument("--endpoint-name", type=endpoint_name_argument, default=None, metavar="NAME",
                         help="endpoint to replay against when not run by Model Monitor")
     parser.add_argument("--put-metric-data", action="store_true",
                         help="publish metrics with PutMetricData (plain Processing job; not with Model Monitor)")
-    parser.add_argument("--metrics-namespace", default=DEFAULT_NAMESPACE, metavar="NS",
+    parser.add_argument("--metrics-namespace", default=None, metavar="NS",
                         help=f"namespace for --put-metric-data (default {DEFAULT_NAMESPACE})")
-    parser.add_argument("--report-timeout", type=_number("--report-timeout", 1, 86400), default=1800,
+    parser.add_argument("--output-hour-folder", action="store_true",
+                        help="write the reports under <output_path>/yyyy/mm/dd/HH/ of end_time (UTC), Model Monitor's "
+                             "layout, for a plain Processing job whose S3Output is <reports>/<endpoint>/<schedule>/")
+    parser.add_argument("--report-timeout", type=number_argument("--report-timeout", 1, 86400), default=1800,
                         metavar="SECONDS", help="longest a report cell may run before the job fails (default 1800)")
 
 
@@ -155,10 +226,23 @@ class MonitoringContext:
     min_success_rate: float
     report_timeout: float
     replay: ReplaySettings
-    extra_environment: dict[str, str] = field(default_factory=dict)
+    output_hour_folder: bool = False
+    # The record of what this run was given: the documented platform variables as set, and the
+    # ContainerArguments. Nothing else from the environment (see the module doc).
+    platform_environment: dict[str, str] = field(default_factory=dict)
+    container_arguments: tuple[str, ...] = ()
+
+    @property
+    def report_folder(self) -> Path:
+        """Where every output file goes: output_path, or its yyyy/mm/dd/HH/ of end_time (--output-hour-folder)."""
+        if not self.output_hour_folder:
+            return self.output_path
+        if self.end_time is None:  # load_context refuses this; a hand-made context may not
+            raise ContractError(f"--output-hour-folder needs environment variable {ENV_END}")
+        return self.output_path / hour_path(self.end_time)
 
     def to_parameters(self) -> dict:
-        """JSON-ready form (papermill parameters, processingjobconfig-like logs)."""
+        """JSON-ready form (papermill parameters, parameters.json)."""
         return json.loads(json.dumps(asdict(self), default=str))
 
     @classmethod
@@ -169,13 +253,23 @@ class MonitoringContext:
         for key in ("output_path", "dataset_source", "baseline_statistics", "baseline_constraints"):
             values[key] = Path(values[key]) if values.get(key) else None
         values["replay"] = ReplaySettings(**values["replay"])
+        values["container_arguments"] = tuple(values.get("container_arguments", ()))
         return cls(**values)
 
 
-_KNOWN_ENV = {
-    ENV_ENDPOINT, ENV_SCHEDULE, ENV_START, ENV_END, ENV_METRIC_TIME, ENV_OUTPUT, ENV_DATASET_SOURCE,
-    ENV_DATASET_FORMAT, ENV_PUBLISH, ENV_BASELINE_STATISTICS, ENV_BASELINE_CONSTRAINTS,
-}
+# The variables the platform documents (platform-facts.md), the only ones a run records.
+PLATFORM_ENV = (
+    ENV_DATASET_FORMAT, ENV_DATASET_SOURCE, ENV_OUTPUT, ENV_PUBLISH, ENV_ENDPOINT, ENV_SCHEDULE,
+    ENV_START, ENV_END, ENV_METRIC_TIME, ENV_BASELINE_STATISTICS, ENV_BASELINE_CONSTRAINTS,
+)
+
+
+def under_contract(env: Mapping[str, str] | None = None) -> bool:
+    """True inside a Model Monitor or Processing job: a platform variable or the job config is there."""
+    env = os.environ if env is None else env
+    if any(env.get(name) for name in PLATFORM_ENV):
+        return True
+    return container_paths.resolve(container_paths.PROCESSING_JOB_CONFIG).is_file()
 
 
 def _instant(env: Mapping[str, str], name: str) -> datetime | None:
@@ -199,6 +293,8 @@ def _existing_file(env: Mapping[str, str], name: str) -> Path | None:
 
 
 def load_context(arguments: list[str], env: Mapping[str, str] | None = None) -> MonitoringContext:
+    from diversity_monitor import cloudwatch  # its limits are the one definition of a valid metric
+
     env = os.environ if env is None else env
     args = run_argument_parser().parse_args(arguments)
 
@@ -207,6 +303,9 @@ def load_context(arguments: list[str], env: Mapping[str, str] | None = None) -> 
         raise ContractError(
             f"no endpoint to monitor: environment variable {ENV_ENDPOINT} is not set and --endpoint-name was not given"
         )
+    problem = invoke_name_problem(endpoint, "EndpointName")
+    if problem:
+        raise ContractError(f"environment variable {ENV_ENDPOINT}={endpoint!r} {problem}")
     if args.endpoint_name and env.get(ENV_ENDPOINT) and args.endpoint_name != env[ENV_ENDPOINT]:
         raise ContractError(
             f"--endpoint-name {args.endpoint_name!r} disagrees with {ENV_ENDPOINT}={env[ENV_ENDPOINT]!r}"
@@ -220,20 +319,38 @@ def load_context(arguments: list[str], env: Mapping[str, str] | None = None) -> 
             f"{ENV_PUBLISH}=Enabled (Model Monitor publishes the metrics file) and --put-metric-data "
             "were both given: metrics would be published twice"
         )
-    if args.put_metric_data and (args.metrics_namespace.startswith("AWS/") or not 1 <= len(args.metrics_namespace) <= 255):
-        raise ContractError(
-            f"--metrics-namespace {args.metrics_namespace!r}: must be 1-255 characters and not start with 'AWS/'"
-        )
+    namespace = args.metrics_namespace or DEFAULT_NAMESPACE
+    schedule = env.get(ENV_SCHEDULE) or None
+    if publish or args.put_metric_data:
+        try:
+            cloudwatch.check_namespace(namespace)
+            cloudwatch.dimensions(endpoint, schedule)
+        except cloudwatch.MetricsError as error:
+            how = f"{ENV_PUBLISH}=Enabled" if publish else "--put-metric-data"
+            raise ContractError(f"metrics are published ({how}) but {error}") from None
     output = env.get(ENV_OUTPUT) or str(container_paths.PROCESSING_OUTPUT)
     start, end = _instant(env, ENV_START), _instant(env, ENV_END)
     if start and end and start >= end:
         raise ContractError(f"{ENV_START}={env[ENV_START]} is not before {ENV_END}={env[ENV_END]}")
+    if args.output_hour_folder and end is None:
+        raise ContractError(
+            f"--output-hour-folder writes under yyyy/mm/dd/HH/ of {ENV_END}, but environment variable {ENV_END} "
+            "is not set (a scheduled Processing job passes the scheduled time there)"
+        )
     statistics = _existing_file(env, ENV_BASELINE_STATISTICS)
     constraints = _existing_file(env, ENV_BASELINE_CONSTRAINTS)
+    if statistics and not constraints:
+        # The report would draw the baseline while nothing is checked against it: a baseline that
+        # looks configured but guards nothing. Stage constraints.json too, or no baseline at all.
+        raise ContractError(
+            f"environment variable {ENV_BASELINE_STATISTICS} is set but {ENV_BASELINE_CONSTRAINTS} is not: "
+            "without constraints.json nothing would be checked against the baseline "
+            "(set BaselineConfig.ConstraintsResource, or drop the baseline)"
+        )
     source = env.get(ENV_DATASET_SOURCE)
     return MonitoringContext(
         endpoint_name=endpoint,
-        schedule_name=env.get(ENV_SCHEDULE) or None,
+        schedule_name=schedule,
         start_time=start,
         end_time=end,
         metric_time=_instant(env, ENV_METRIC_TIME),
@@ -241,14 +358,16 @@ def load_context(arguments: list[str], env: Mapping[str, str] | None = None) -> 
         dataset_source=container_paths.resolve(source) if source else None,
         publish_cloudwatch_metrics=publish,
         put_metric_data=args.put_metric_data,
-        metrics_namespace=args.metrics_namespace,
+        metrics_namespace=namespace,
         baseline_statistics=statistics,
         baseline_constraints=constraints,
         min_diversity=args.min_diversity,
         min_success_rate=args.min_success_rate,
         report_timeout=args.report_timeout,
         replay=replay_settings(args),
-        extra_environment={k: v for k, v in env.items() if k not in _KNOWN_ENV and k.islower()},
+        output_hour_folder=args.output_hour_folder,
+        platform_environment={name: env[name] for name in PLATFORM_ENV if env.get(name) is not None},
+        container_arguments=tuple(arguments),
     )
 
 
@@ -263,6 +382,26 @@ def replay_settings(args: argparse.Namespace) -> ReplaySettings:
         invoke_timeout=args.invoke_timeout,
         max_attempts=args.max_attempts,
     )
+
+
+def replay_settings_for(validation_set: str, catalog: str, **options: object) -> ReplaySettings:
+    """ReplaySettings as the command line would build them: its defaults, its checks.
+
+    `options` are the other replay arguments by their settings names (top_k=10,
+    target_variant="canary"...); None leaves the default. For notebooks and code that replay
+    without a command line, so every default lives in `add_replay_arguments` only.
+    """
+    parser = _RaisingParser(prog="replay settings")
+    add_replay_arguments(parser)
+    arguments = ["--validation-set", validation_set, "--catalog", catalog]
+    known = {action.dest: action.option_strings[0] for action in parser._actions if action.option_strings}
+    for name, value in options.items():
+        if name not in known or name in ("validation_set", "catalog"):
+            settable = sorted(set(known) - {"help", "validation_set", "catalog"})
+            raise ContractError(f"{name!r} is not a replay setting ({', '.join(settable)})")
+        if value is not None:
+            arguments += [known[name], str(value)]
+    return replay_settings(parser.parse_args(arguments))
 
 
 def write_message(text: str) -> Path:

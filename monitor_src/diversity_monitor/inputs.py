@@ -6,6 +6,13 @@ Catalog: CSV with a header row containing `article_id` and `category` (extra col
 or JSON Lines with those two keys. The format is chosen by the file's extension (`.csv`,
 `.jsonl`/`.json`), falling back to its first character.
 
+JSON Lines are split at "\n" only ("\r\n" tolerated): JSON allows U+2028, U+2029 and U+0085
+raw inside strings, and `str.splitlines()` would cut a line there.
+
+A `session_id` may be any non-empty string; where it cannot go into InvokeEndpoint's
+InferenceId as is (too long, not printable ASCII) the replay derives a valid id from its hash
+(see replay.inference_id), so the data needs no rewriting and the id stays deterministic.
+
 Every problem is an `InputError` naming the input, the line and what is wrong. Nothing is
 skipped: a malformed line fails the load, because a silently shrunken validation set would
 change the metric without anyone knowing.
@@ -19,6 +26,7 @@ from dataclasses import dataclass
 from typing import Iterator
 
 import orjson
+from botocore.exceptions import BotoCoreError
 
 from diversity_monitor import storage
 
@@ -38,10 +46,17 @@ def _text(uri: str, what: str) -> str:
         return storage.read_text(uri)
     except storage.StorageError as error:
         raise InputError(f"{what} {error}") from error
+    except BotoCoreError as error:  # storage names ClientErrors only: no endpoint, no credentials...
+        raise InputError(f"{what} cannot read {uri}: {type(error).__name__}: {error}") from error
+
+
+def lines(text: str) -> list[str]:
+    """JSON Lines: split at "\n" only, a trailing "\r" dropped (see the module doc)."""
+    return [line[:-1] if line.endswith("\r") else line for line in text.split("\n")]
 
 
 def _json_lines(text: str, uri: str, what: str) -> Iterator[tuple[int, dict]]:
-    for number, line in enumerate(text.splitlines(), start=1):
+    for number, line in enumerate(lines(text), start=1):
         if not line.strip():
             continue
         try:
@@ -101,13 +116,16 @@ def load_catalog(uri: str) -> dict[str, str]:
 
 
 def _csv_rows(text: str, uri: str) -> Iterator[tuple[int, dict]]:
-    reader = csv.DictReader(io.StringIO(text))
-    missing = {"article_id", "category"} - set(reader.fieldnames or [])
-    if missing:
-        raise InputError(
-            f"catalog {uri}: CSV header must contain article_id and category; missing {sorted(missing)}"
-        )
-    for row in reader:
-        if None in row:  # more fields than the header names
-            raise InputError(f"catalog {uri} line {reader.line_num}: more fields than the header")
-        yield reader.line_num, row
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    try:
+        missing = {"article_id", "category"} - set(reader.fieldnames or [])
+        if missing:
+            raise InputError(
+                f"catalog {uri}: CSV header must contain article_id and category; missing {sorted(missing)}"
+            )
+        for row in reader:
+            if None in row:  # more fields than the header names
+                raise InputError(f"catalog {uri} line {reader.line_num}: more fields than the header")
+            yield reader.line_num, row
+    except csv.Error as error:  # a runaway quote, a field past csv.field_size_limit()...
+        raise InputError(f"catalog {uri}: not valid CSV after line {reader.line_num} ({error})") from error

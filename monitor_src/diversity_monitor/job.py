@@ -2,7 +2,8 @@
 
 The report notebook calls `run_monitoring`; the `baseline` and `replay` commands call `measure`
 and `build_baseline`. All three take the same path through replay and the metric functions, so a
-baseline and an hourly run are measured identically.
+baseline and an hourly run are measured identically, and each records which endpoint config
+served it (`serving`).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from pathlib import Path
 from typing import Mapping
 
 import orjson
+from botocore.exceptions import BotoCoreError
 
 from diversity_monitor import storage
 from diversity_monitor.clock import utcnow
@@ -25,16 +27,29 @@ from diversity_monitor.model_monitor_files import (
     Measurement,
     Violation,
     check,
+    constraint_bounds,
     constraints_document,
     figures,
     statistics_document,
     violations_document,
 )
-from diversity_monitor.replay import EndpointReplayer, ReplayResult
+from diversity_monitor.replay import (
+    EndpointReplayer,
+    ReplayResult,
+    control_plane_client,
+    describe_serving,
+    inference_ids,
+    observe_serving,
+)
 
 STATISTICS_FILE = "statistics.json"
 CONSTRAINTS_FILE = "constraints.json"
 VIOLATIONS_FILE = "constraint_violations.json"
+EXECUTED_NOTEBOOK = "report.ipynb"
+EXECUTED_HTML = "report.html"
+PARAMETERS_FILE = "parameters.json"
+# Every file a run writes to its report folder: none may be there before it starts.
+RUN_OUTPUT_FILES = (STATISTICS_FILE, VIOLATIONS_FILE, EXECUTED_NOTEBOOK, EXECUTED_HTML, PARAMETERS_FILE)
 
 
 @dataclass(frozen=True)
@@ -55,11 +70,15 @@ def run_id_for(context: MonitoringContext | None = None) -> str:
 
 
 def measure(endpoint_name: str, settings: ReplaySettings, run_id: str, *, progress: bool = True,
-            client=None) -> tuple[Measurement, ReplayResult]:
+            client=None, control_client=None) -> tuple[Measurement, ReplayResult]:
+    """Replay the validation set and measure it; `serving` says which endpoint config answered."""
     sessions = load_validation_set(settings.validation_set)
     catalog = load_catalog(settings.catalog)
     replayer = EndpointReplayer(endpoint_name, settings, run_id, client=client)
+    control_client = control_client or control_plane_client()
+    before = describe_serving(endpoint_name, control_client)
     result = replayer.replay(sessions, progress=progress)
+    after = describe_serving(endpoint_name, control_client, with_models=False)
     accumulator = accumulate(result.ranked_lists(), catalog, settings.top_k)
     measurement = Measurement(
         k=settings.top_k,
@@ -69,6 +88,7 @@ def measure(endpoint_name: str, settings: ReplaySettings, run_id: str, *, progre
         sessions_succeeded=result.succeeded,
         measured_at=utcnow(),
         replay_errors=result.errors(),
+        serving=observe_serving(before, after),
     )
     return measurement, result
 
@@ -78,6 +98,8 @@ def load_json_document(path: Path | str, what: str) -> dict:
         document = orjson.loads(storage.read_bytes(str(path)))
     except storage.StorageError as error:
         raise BaselineError(f"{what}: {error}") from error
+    except BotoCoreError as error:  # storage names ClientErrors only
+        raise BaselineError(f"{what}: cannot read {path}: {type(error).__name__}: {error}") from error
     except orjson.JSONDecodeError as error:
         raise BaselineError(f"{what} {path} is not valid JSON ({error})") from error
     if not isinstance(document, dict):
@@ -86,39 +108,60 @@ def load_json_document(path: Path | str, what: str) -> dict:
 
 
 def load_baseline(context: MonitoringContext) -> tuple[dict | None, dict | None]:
-    """The baseline documents the platform staged, checked for what the comparison needs."""
-    statistics = (
-        load_json_document(context.baseline_statistics, "baseline_statistics") if context.baseline_statistics else None
-    )
-    if statistics is not None:
-        figures(statistics, f"baseline_statistics {context.baseline_statistics}")
-    constraints = (
-        load_json_document(context.baseline_constraints, "baseline_constraints") if context.baseline_constraints else None
-    )
+    """The baseline documents the platform staged, checked whole (every bound, the same k as the run)."""
+    k = context.replay.top_k
+    statistics = constraints = None
+    if context.baseline_statistics:
+        source = f"baseline_statistics {context.baseline_statistics}"
+        statistics = load_json_document(context.baseline_statistics, "baseline_statistics")
+        figures(statistics, source, k=k)
+    if context.baseline_constraints:
+        source = f"baseline_constraints {context.baseline_constraints}"
+        constraints = load_json_document(context.baseline_constraints, "baseline_constraints")
+        constraint_bounds(constraints, k, source)
     return statistics, constraints
 
 
 def preflight(context: MonitoringContext) -> None:
-    """Load every input once before the report kernel starts: bad input fails fast, by name."""
-    load_validation_set(context.replay.validation_set)
+    """Load and check every input once before the report kernel starts: bad input fails fast, by name."""
+    sessions = load_validation_set(context.replay.validation_set)
+    # Without end_time the run id is random, but of fixed length: the same ids collide or not.
+    inference_ids(run_id_for(context), sessions)
     load_catalog(context.replay.catalog)
     load_baseline(context)
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """A replay judged the way the hourly run judges it: the floor, the success rate, the baseline."""
+
+    measurement: Measurement
+    replay: ReplayResult
+    statistics: dict
+    violations: list[Violation]
+
+
+def evaluate(endpoint_name: str, settings: ReplaySettings, run_id: str, *, min_diversity: float,
+             min_success_rate: float, constraints: dict | None, constraints_source: str,
+             context: Mapping[str, object], progress: bool = False) -> Evaluation:
+    """Replay, check, and build the statistics document; writes nothing (the runbook's replay uses it too)."""
+    measurement, result = measure(endpoint_name, settings, run_id, progress=progress)
+    violations = check(measurement, min_diversity=min_diversity, min_success_rate=min_success_rate,
+                       constraints=constraints, constraints_source=constraints_source)
+    statistics = statistics_document(measurement, reliable=measurement.success_rate >= min_success_rate,
+                                     context=context)
+    return Evaluation(measurement, result, statistics, violations)
 
 
 def run_monitoring(context: MonitoringContext, *, progress: bool = False) -> RunOutcome:
     """The hourly job: replay, compare with the baseline and the floor, write the files."""
     baseline_statistics, constraints = load_baseline(context)
-    measurement, result = measure(context.endpoint_name, context.replay, run_id_for(context), progress=progress)
-    violations = check(
-        measurement,
+    evaluation = evaluate(
+        context.endpoint_name, context.replay, run_id_for(context),
         min_diversity=context.min_diversity,
         min_success_rate=context.min_success_rate,
         constraints=constraints,
         constraints_source=f"baseline_constraints {context.baseline_constraints}",
-    )
-    statistics = statistics_document(
-        measurement,
-        reliable=measurement.success_rate >= context.min_success_rate,
         context={
             "endpoint": context.endpoint_name,
             "monitoring_schedule": context.schedule_name,
@@ -127,11 +170,14 @@ def run_monitoring(context: MonitoringContext, *, progress: bool = False) -> Run
             "min_diversity": context.min_diversity,
             "runbook": RUNBOOK,
         },
+        progress=progress,
     )
-    context.output_path.mkdir(parents=True, exist_ok=True)
-    _write_json(context.output_path / STATISTICS_FILE, statistics)
-    _write_json(context.output_path / VIOLATIONS_FILE, violations_document(violations))
-    return RunOutcome(measurement, result, statistics, violations, baseline_statistics, constraints)
+    folder = context.report_folder
+    folder.mkdir(parents=True, exist_ok=True)
+    _write_json(folder / STATISTICS_FILE, evaluation.statistics)
+    _write_json(folder / VIOLATIONS_FILE, violations_document(evaluation.violations))
+    return RunOutcome(evaluation.measurement, evaluation.replay, evaluation.statistics, evaluation.violations,
+                      baseline_statistics, constraints)
 
 
 def build_baseline(endpoint_name: str, settings: ReplaySettings, output_uri: str, *, mean_tolerance: float,
@@ -141,6 +187,11 @@ def build_baseline(endpoint_name: str, settings: ReplaySettings, output_uri: str
 
     Baselines are versioned records: an existing one is never replaced unless `overwrite`.
     """
+    if str(output_uri).lower().startswith("s3:"):  # "s3://" alone would quietly become a local folder "s3:"
+        try:
+            storage.S3Location.parse(output_uri)
+        except storage.StorageError as error:
+            raise BaselineError(f"baseline output: {error}") from None
     existing = [name for name in (STATISTICS_FILE, CONSTRAINTS_FILE) if storage.exists(storage.join(output_uri, name))]
     if existing and not overwrite:
         raise BaselineError(f"{output_uri} already exists with {', '.join(existing)}; not overwriting it "

@@ -15,6 +15,11 @@ min 4, p5 5; current mean 6.2, min 3, p5 4 -> exactly one violation, the p5 one)
 - slot collapse: the most-concentrated slot must stay under the baseline's share + margin;
 - replay completeness: below `--min-success-rate` the diversity figures are unreliable, so only
   the completeness violation is reported and diversity is not published (see cloudwatch.py).
+
+Baseline documents are checked whole before a run replays anything (`baseline_figures`,
+`constraint_bounds`): every bound the checks use must be there with the right type, and the
+baseline's k must be the run's k. A bound that is missing is an error, never a skipped check;
+to loosen a check, edit its bound (mean_lower_bound 0, upper_bound 1).
 """
 
 from __future__ import annotations
@@ -54,6 +59,26 @@ SUCCESS_RATE_FEATURE = "replay_success_rate"
 
 
 @dataclass(frozen=True)
+class Serving:
+    """Which endpoint config served a replay (DescribeEndpoint right before and after it)."""
+
+    endpoint_config: str | None
+    models: Mapping[str, str | None]  # variant name -> model name, from DescribeEndpointConfig
+    observed_at: datetime
+    changed_during_replay: bool
+    error: str | None  # why it could not be read; the run goes on without it
+
+    def to_dict(self) -> dict:
+        return {
+            "endpoint_config": self.endpoint_config,
+            "models": dict(self.models),
+            "observed_at": iso_z(self.observed_at),
+            "changed_during_replay": self.changed_during_replay,
+            "error": self.error,
+        }
+
+
+@dataclass(frozen=True)
 class Measurement:
     """What one replay measured, before any judgement."""
 
@@ -64,6 +89,7 @@ class Measurement:
     sessions_succeeded: int
     measured_at: datetime
     replay_errors: Mapping[str, int]
+    serving: Serving | None = None
 
     @property
     def success_rate(self) -> float:
@@ -135,19 +161,54 @@ def statistics_document(m: Measurement, *, reliable: bool, context: Mapping[str,
             for s in m.collapse.slots
         ],
         "measured_at": iso_z(m.measured_at),
+        **({"serving": m.serving.to_dict()} if m.serving is not None else {}),
         **dict(context or {}),
     }
     return {"version": SCHEMA_VERSION, "dataset": {"item_count": d.lists}, "features": features, CUSTOM_BLOCK: custom}
 
 
-def figures(statistics: Mapping, source: str = "statistics") -> dict:
-    """The custom block of a statistics document, checked for what comparisons need."""
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _is_count(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def figures(statistics: Mapping, source: str = "statistics", k: int | None = None) -> dict:
+    """The custom block of a statistics document, checked whole for what comparisons and the report use.
+
+    `k`, when given, must be the document's k: figures of a top-5 baseline say nothing about top-10 lists.
+    """
     if not isinstance(statistics, Mapping) or not isinstance(statistics.get(CUSTOM_BLOCK), Mapping):
         raise BaselineError(f"{source}: not a diversity monitor statistics.json (no {CUSTOM_BLOCK!r} block)")
     block = statistics[CUSTOM_BLOCK]
-    for key, kind in (("k", int), ("mean", (int, float)), ("p5", int), ("histogram", list)):
-        if not isinstance(block.get(key), kind) or isinstance(block.get(key), bool):
-            raise BaselineError(f"{source}: {CUSTOM_BLOCK}.{key} is missing or has the wrong type")
+
+    def wrong(key: str, expected: str) -> BaselineError:
+        return BaselineError(f"{source}: {CUSTOM_BLOCK}.{key} must be {expected}, got {block.get(key)!r}")
+
+    block_k = block.get("k")
+    if not _is_count(block_k) or block_k < 1:
+        raise wrong("k", "a whole number of at least 1")
+    if k is not None and block_k != k:
+        raise BaselineError(f"{source}: the baseline was measured with k={block_k} (top-{block_k} lists) but this run "
+                            f"uses --top-k {k}; build a baseline with --top-k {k}")
+    if not _is_number(block.get("mean")) or not 0 <= block["mean"] <= block_k:
+        raise wrong("mean", f"a number between 0 and k={block_k}")
+    for key in ("min", "p5", "max"):
+        if not _is_count(block.get(key)) or block[key] > block_k:
+            raise wrong(key, f"a whole number between 0 and k={block_k}")
+    histogram = block.get("histogram")
+    if not isinstance(histogram, list) or len(histogram) != block_k + 1 or not all(map(_is_count, histogram)):
+        raise wrong("histogram", f"a list of {block_k + 1} session counts (0..k categories)")
+    if not sum(histogram):
+        raise wrong("histogram", "counts of at least one session")
+    for key in ("sessions_attempted", "sessions_succeeded", "distinct_articles"):
+        if key in block and not _is_count(block[key]):
+            raise wrong(key, "a whole number")
+    for key in ("success_rate", "max_slot_concentration"):
+        if block.get(key) is not None and (not _is_number(block[key]) or not 0 <= block[key] <= 1):
+            raise wrong(key, "a share between 0 and 1 (or null)")
     return dict(block)
 
 
@@ -180,19 +241,64 @@ def constraints_document(baseline_statistics: Mapping, *, mean_tolerance: float 
     }
 
 
-def _constraint(constraints: Mapping, name: str, source: str) -> Mapping | None:
-    features = constraints.get("features")
-    if not isinstance(features, list):
-        raise BaselineError(f"{source}: 'features' must be a list")
+@dataclass(frozen=True)
+class Bounds:
+    """The bounds constraints.json sets for a run with top-k lists."""
+
+    p5_lower_bound: float
+    mean_lower_bound: float
+    slot_upper_bound: float
+
+
+def _constraint(features: list, name: str) -> Mapping | None:
     for feature in features:
         if isinstance(feature, Mapping) and feature.get("name") == name:
             return feature
     return None
 
 
+def constraint_bounds(constraints: Mapping, k: int, source: str = "baseline constraints") -> Bounds:
+    """Every bound the checks use, checked for presence and type; BaselineError names what is wrong."""
+    if not isinstance(constraints, Mapping):
+        raise BaselineError(f"{source}: expected a JSON object, got {type(constraints).__name__}")
+    features = constraints.get("features")
+    if not isinstance(features, list):
+        raise BaselineError(f"{source}: 'features' must be a list")
+    block = constraints.get(CUSTOM_BLOCK)
+    if isinstance(block, Mapping) and "k" in block and block["k"] != k:
+        raise BaselineError(f"{source}: the constraints were built for k={block.get('k')!r} (top-{block.get('k')} lists) "
+                            f"but this run uses --top-k {k}; build a baseline with --top-k {k}")
+    name = diversity_feature(k)
+    feature = _constraint(features, name)
+    if feature is None:
+        present = sorted(f.get("name") for f in features if isinstance(f, Mapping) and isinstance(f.get("name"), str))
+        raise BaselineError(f"{source}: no constraints for feature {name!r} (this run uses --top-k {k}; "
+                            f"the file has {present or 'no named features'})")
+    bounds = feature.get("diversity_constraints")
+    if not isinstance(bounds, Mapping):
+        raise BaselineError(f"{source}: feature {name!r} has no 'diversity_constraints' object")
+    for key in ("p5_lower_bound", "mean_lower_bound"):
+        if key not in bounds:
+            raise BaselineError(f"{source}: {name}.diversity_constraints.{key} is missing (a number is required; "
+                                "to loosen the check, lower the bound)")
+        if not _is_number(bounds[key]):
+            raise BaselineError(f"{source}: {name}.diversity_constraints.{key} must be a number, got {bounds[key]!r}")
+    slot_name = slot_feature(k)
+    slot = _constraint(features, slot_name)
+    if slot is None:
+        raise BaselineError(f"{source}: no constraints for feature {slot_name!r} (its upper_bound is the slot-collapse check)")
+    upper = slot.get("upper_bound")
+    if "upper_bound" not in slot:
+        raise BaselineError(f"{source}: {slot_name}.upper_bound is missing (a share between 0 and 1 is required)")
+    if not _is_number(upper) or not 0 <= upper <= 1:
+        raise BaselineError(f"{source}: {slot_name}.upper_bound must be a share between 0 and 1, got {upper!r}")
+    return Bounds(float(bounds["p5_lower_bound"]), float(bounds["mean_lower_bound"]), float(upper))
+
+
 def check(m: Measurement, *, min_diversity: float, min_success_rate: float,
           constraints: Mapping | None = None, constraints_source: str = "baseline constraints") -> list[Violation]:
     """Every violation of this measurement, in a stable order."""
+    bounds = constraint_bounds(constraints, m.k, constraints_source) if constraints is not None else None
     violations: list[Violation] = []
     name = diversity_feature(m.k)
     if m.success_rate < min_success_rate:
@@ -215,37 +321,25 @@ def check(m: Measurement, *, min_diversity: float, min_success_rate: float,
             f"{d.lists_with_unknown_articles} of {d.lists} lists hold articles missing from the catalog "
             f"({d.unknown_articles} articles): refresh the catalog",
         ))
-    if constraints is None:
+    if bounds is None:
         return violations
-    feature = _constraint(constraints, name, constraints_source)
-    if feature is None:
-        raise BaselineError(f"{constraints_source}: no constraints for feature {name!r} (was the baseline built with k={m.k}?)")
-    bounds = feature.get("diversity_constraints")
-    if not isinstance(bounds, Mapping):
-        raise BaselineError(f"{constraints_source}: feature {name!r} has no 'diversity_constraints' object")
-    p5_bound, mean_bound = bounds.get("p5_lower_bound"), bounds.get("mean_lower_bound")
-    for key, value in (("p5_lower_bound", p5_bound), ("mean_lower_bound", mean_bound)):
-        if value is not None and (not isinstance(value, (int, float)) or isinstance(value, bool)):
-            raise BaselineError(f"{constraints_source}: {name}.diversity_constraints.{key} must be a number, got {value!r}")
-    if p5_bound is not None and d.p5 is not None and d.p5 < p5_bound:
+    if d.p5 is not None and d.p5 < bounds.p5_lower_bound:
         violations.append(Violation(
             name, "baseline_drift_check",
-            f"p5 categories per top-{m.k} {d.p5} is below the baseline p5 {p5_bound:g}",
+            f"p5 categories per top-{m.k} {d.p5} is below the baseline p5 {bounds.p5_lower_bound:g}",
         ))
-    if mean_bound is not None and d.mean is not None and d.mean < mean_bound:
+    if d.mean is not None and d.mean < bounds.mean_lower_bound:
         violations.append(Violation(
             name, "baseline_drift_check",
-            f"mean categories per top-{m.k} {d.mean:.2f} is below the baseline bound {mean_bound:g}",
+            f"mean categories per top-{m.k} {d.mean:.2f} is below the baseline bound {bounds.mean_lower_bound:g}",
         ))
-    slot = _constraint(constraints, slot_feature(m.k), constraints_source)
-    upper = slot.get("upper_bound") if slot else None
     share = m.collapse.max_slot_concentration
-    if isinstance(upper, (int, float)) and share is not None and share > upper:
+    if share is not None and share > bounds.slot_upper_bound:
         worst = max(m.collapse.slots, key=lambda s: s.top_article_share or 0)
         violations.append(Violation(
             slot_feature(m.k), "baseline_drift_check",
             f"slot {worst.slot} shows article {worst.top_article_id} to {share:.0%} of sessions "
-            f"(bound {upper:.0%}): recommendations are freezing",
+            f"(bound {bounds.slot_upper_bound:.0%}): recommendations are freezing",
         ))
     return violations
 

@@ -26,6 +26,9 @@ def header_markdown(statistics: Mapping) -> str:
         f"- On-call: if this report shows violations or the diversity alarm fired, open "
         f"`{block.get('runbook', 'runbooks/README.md')}` (runbook `runbooks/diversity_alarm.ipynb`).",
     ]
+    serving = block.get("serving")
+    if serving:
+        lines.append(f"- {serving_line(serving)}")
     if not block["diversity_reliable"]:
         lines.append(
             f"- **Replay incomplete ({block['success_rate']:.1%} succeeded): diversity figures below are not "
@@ -34,14 +37,31 @@ def header_markdown(statistics: Mapping) -> str:
     return "\n".join(lines)
 
 
+def serving_line(serving: Mapping) -> str:
+    """Which endpoint config served the replay, in words (the on-call's first question)."""
+    if serving.get("error"):
+        return f"Served by: unknown ({serving['error']})"
+    models = ", ".join(f"{variant}: `{model}`" for variant, model in (serving.get("models") or {}).items())
+    line = f"Served by endpoint config `{serving.get('endpoint_config')}` ({models or 'no variants listed'})"
+    if serving.get("changed_during_replay"):
+        line += " **but the endpoint changed or was updating during the replay: figures mix configs**"
+    return line
+
+
+def _endpoint_config(block: Mapping) -> str | None:
+    serving = block.get("serving") or {}
+    return serving.get("endpoint_config")
+
+
 def summary_table(statistics: Mapping, baseline_statistics: Mapping | None = None) -> pd.DataFrame:
     rows = ["mean", "min", "p5", "max", "distinct_articles", "max_slot_concentration", "success_rate",
             "sessions_succeeded"]
     current = statistics[CUSTOM_BLOCK]
-    table = pd.DataFrame({"current": [current.get(row) for row in rows]}, index=rows)
+    table = pd.DataFrame({"current": [current.get(row) for row in rows] + [_endpoint_config(current)]},
+                         index=[*rows, "endpoint_config"])
     if baseline_statistics is not None:
         baseline = baseline_statistics[CUSTOM_BLOCK]
-        table["baseline"] = [baseline.get(row) for row in rows]
+        table["baseline"] = [baseline.get(row) for row in rows] + [_endpoint_config(baseline)]
     table.index.name = f"top-{current['k']} categories"
     return table
 
