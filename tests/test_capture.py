@@ -9,6 +9,8 @@ import random
 import re
 import subprocess
 import sys
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -16,14 +18,13 @@ import boto3
 import orjson
 import pytest
 
-from diversity_monitor import capture
+from diversity_monitor import capture, capture_check
 from diversity_monitor.capture import CaptureWriter, MalformedRecord, parse_line
 from diversity_monitor.capture_config import CaptureConfigError
-from diversity_monitor.capture_lists import CatalogIndex, RankedListFeeder
 from diversity_monitor.capture_reader import (
     CaptureSourceError, MalformedLog, ReadCounts, iter_capture_records, live_diversity,
 )
-from diversity_monitor.metrics import DiversityAccumulator, accumulate
+from diversity_monitor.metrics import accumulate
 from diversity_monitor.response_path import compile_response_path
 
 ENDPOINT, VARIANT = "news-recommender", "AllTraffic"
@@ -79,7 +80,7 @@ def test_round_trip_every_encoding(tmp_path, content_type, body, encoding):
         "data": body.decode() if encoding != "BASE64" else base64.b64encode(body).decode(),
     }
     assert raw["captureData"]["endpointOutput"]["mode"] == "OUTPUT"
-    [event] = list(iter_capture_records(str(tmp_path), None, None, MalformedLog()))
+    [event] = list(iter_capture_records(str(tmp_path), malformed=MalformedLog()))
     for payload in (event.input_payload, event.output_payload):
         assert (payload.body, payload.content_type, payload.encoding) == (body, content_type, encoding)
     assert (event.inference_id, event.custom_attributes) == ("web-42", "trace=abc")
@@ -170,7 +171,7 @@ def test_capture_options_input_only(tmp_path):
     w = writer(tmp_path, options=("Input",))
     serve(w, ["a1"], T0)
     w.flush()
-    [event] = list(iter_capture_records(str(tmp_path)))
+    [event] = list(iter_capture_records(str(tmp_path), malformed=MalformedLog()))
     assert event.output_payload is None and event.input_payload.body == request()
     assert live_diversity(str(tmp_path), CATALOG).without_output == 1
 
@@ -246,7 +247,7 @@ def test_malformed_lines_are_counted_with_file_and_line(tmp_path):
     assert record["captureData"]["endpointInput"]["encoding"] == "JSON"
 
     log = MalformedLog()
-    assert len(list(iter_capture_records(str(tmp_path), None, None, log))) == 2
+    assert len(list(iter_capture_records(str(tmp_path), malformed=log))) == 2
     assert log.count == 11
     assert [(file, line) for file, line, _ in log.entries] == [(uri, number) for number in bad_lines]
     assert [reason.split(":")[0] for _, _, reason in log.entries] == [kind for kind, _ in bad_lines.values()]
@@ -260,43 +261,28 @@ def test_malformed_lines_are_counted_with_file_and_line(tmp_path):
     assert report["locations_truncated"] and report["locations"][0] == {"file": uri, "line": 2, "reason": log.entries[0][2]}
 
 
-def _mutations(node, path=()):
-    """Every record obtained by deleting one member or replacing one value with another type."""
-    if isinstance(node, dict):
-        for key, value in node.items():
-            yield path + (key,), "delete"
-            for replacement in (None, 7, "x", [], {}, True, "INPUT", "BASE64", "2024-05-01T10:00:00Z"):
-                yield path + (key,), replacement
-            yield from _mutations(value, path + (key,))
+def test_bad_lines_cannot_be_dropped_unseen(tmp_path):
+    w = writer(tmp_path)
+    serve(w, ["a1"], T0)
+    with pytest.raises(TypeError, match="malformed"):
+        list(iter_capture_records(str(tmp_path)))  # no log: refused, not silently dropped
+    with pytest.raises(TypeError, match="must be a MalformedLog"):
+        list(iter_capture_records(str(tmp_path), malformed=None))
 
 
-def _apply(record, path, change):
-    copy = json.loads(json.dumps(record))
-    node = copy
-    for key in path[:-1]:
-        node = node[key]
-    if change == "delete":
-        del node[path[-1]]
-    else:
-        node[path[-1]] = change
-    return copy
-
-
-def test_fast_and_strict_record_checks_agree():
-    record = orjson.loads(AWS_BASE64_LINE)
-    outcomes = set()
-    for path, change in _mutations(record):
-        mutated = _apply(record, path, change)
-        results = []
-        for check in (capture.check_record, capture._check_strictly):
-            try:
-                results.append(check(mutated))
-            except MalformedRecord as error:
-                results.append((error.kind, str(error)))
-        assert results[0] == results[1], (path, change)
-        outcomes.add("valid" if isinstance(results[0], capture.CheckedRecord) else results[0][0])
-    assert {"valid", "missing-field", "bad-field-type", "bad-field-value", "unknown-encoding", "bad-timestamp",
-            "unsupported-version"} <= outcomes
+def test_capture_check_counts_bad_lines_like_the_reader(tmp_path):
+    """capture_check reads with the reader's loop: a blank or truncated line is counted with its
+    place (not skipped, not fatal) and the tagged ids of the good lines are still found."""
+    w = writer(tmp_path)
+    for index in range(3):
+        serve(w, ["a1"], T0 + timedelta(seconds=index), f"diversity-replay-capture-check-t-{index}")
+    [uri] = w.flush()
+    lines = Path(uri).read_text().splitlines()
+    Path(uri).write_text("\n".join([lines[0], "", lines[1], lines[2][:40], lines[2]]) + "\n")
+    log = MalformedLog()
+    assert capture_check._ids_in(uri, log) == {f"diversity-replay-capture-check-t-{i}" for i in range(3)}
+    assert [(file, line, reason.split(":")[0]) for file, line, reason in log.entries] == [
+        (uri, 2, "empty-line"), (uri, 4, "invalid-json")]
 
 
 def test_response_that_does_not_match_the_path_is_reported(tmp_path):
@@ -312,7 +298,7 @@ def test_response_that_does_not_match_the_path_is_reported(tmp_path):
     assert "has no key 'recommendations'" in stats.unreadable_responses.entries[0][2]
 
 
-# --- response paths and the list feeder ----------------------------------------------------------
+# --- response paths ----------------------------------------------------------
 
 def test_response_path_expressions():
     assert compile_response_path("recommendations[].article_id")(
@@ -333,17 +319,6 @@ def test_response_path_expressions():
     ]:
         with pytest.raises(ValueError, match=re.escape(message)):
             extract(payload)
-
-
-@pytest.mark.parametrize("k", [1, 3, 10])
-def test_feeder_equals_the_metric_functions(k):
-    rng = random.Random(k)
-    articles = [f"a{i}" for i in range(36)]  # a30..a35 are not in the catalog
-    lists = [[rng.choice(articles) for _ in range(rng.choice([k, k, k, k + 2, max(0, k - 2)]))] for _ in range(600)]
-    feeder = RankedListFeeder(DiversityAccumulator(k), CatalogIndex(CATALOG), batch=37)
-    for ranked in lists:
-        feeder.add(ranked)
-    assert feeder.flush() == accumulate(lists, CATALOG, k)
 
 
 # --- sources and windows -----------------------------------------------------------------------
@@ -371,7 +346,8 @@ def test_live_diversity_matches_the_metrics_on_the_same_lists(tmp_path):
     assert summary["diversity"]["mean"] == expected.diversity().mean
     assert summary["collapse"]["max_slot_concentration"] == expected.collapse().max_slot_concentration
     counts = ReadCounts()
-    events = list(iter_capture_records(str(tmp_path), counts=counts, exclude_inference_prefix="diversity-replay-"))
+    events = list(iter_capture_records(str(tmp_path), malformed=MalformedLog(), counts=counts,
+                                       exclude_inference_prefix="diversity-replay-"))
     assert len(events) == 120 and counts.replay_excluded == 30
     assert [json.loads(e.output_payload.body)["recommendations"][0]["article_id"] for e in events] == [l[0] for l in live]
     assert live_diversity(str(tmp_path), CATALOG, exclude_inference_prefix="").live_lists == 150
@@ -389,7 +365,7 @@ def test_hour_range_reads_only_the_hours_it_needs(tmp_path):
     (outside / "00-00-000-x.jsonl").write_text("{ not read\n")  # would be malformed if it were read
     counts = ReadCounts()
     start, end = T0 + timedelta(minutes=30), T0 + timedelta(hours=2)
-    events = list(iter_capture_records(str(tmp_path), start, end, MalformedLog(), counts=counts))
+    events = list(iter_capture_records(str(tmp_path), start, end, malformed=MalformedLog(), counts=counts))
     assert [e.inference_time for e in events] == [m for m in moments if start <= m < end]  # 10:40 .. 11:40
     assert (counts.files_read, counts.records_read, counts.outside_window) == (2, 6, 2)
     stats = live_diversity(str(tmp_path), CATALOG, start=start, end=end)
@@ -414,6 +390,31 @@ def test_local_folder_source_at_every_depth(tmp_path):
         live_diversity(str(tmp_path / "nowhere"), CATALOG)
 
 
+def test_source_inside_a_variant_reads_that_folder(tmp_path):
+    destination = tmp_path / "capture"
+    traffic(writer(destination, flush_at_records=20), [T0 + timedelta(minutes=2 * i) for i in range(90)])  # 10:00-12:58
+    variant = destination / ENDPOINT / VARIANT
+    whole = live_diversity(str(variant), CATALOG)
+    for folder in ("2024", "2024/05", "2024/05/01/"):
+        assert live_diversity(str(variant / folder), CATALOG).accumulator == whole.accumulator, folder
+    hour = live_diversity(str(variant / "2024/05/01/11"), CATALOG)
+    expected = live_diversity(str(variant), CATALOG, start=T0 + timedelta(hours=1), end=T0 + timedelta(hours=2))
+    assert (hour.records_read, hour.files_read, hour.accumulator) == (30, 2, expected.accumulator)
+    part = live_diversity(str(variant / "2024/05/01/11"), CATALOG, start=T0 + timedelta(minutes=90), end=T0 + timedelta(hours=3))
+    assert (part.records_read, part.outside_window) == (30, 15)
+
+
+def test_source_too_far_above_the_variant_is_an_error_naming_the_levels(tmp_path):
+    traffic(writer(tmp_path / "team" / "capture", flush_at_records=20), [T0 + timedelta(minutes=i) for i in range(10)])
+    with pytest.raises(CaptureSourceError, match=r"no <variant>/yyyy/mm/dd/hh/ folders within 2 levels below it\. "
+                                                  r"SOURCE must be the DestinationS3Uri, an endpoint folder"):
+        live_diversity(str(tmp_path), CATALOG)
+    done = run_cli(str(tmp_path), "--catalog", write_catalog(tmp_path / "catalog.csv"))
+    assert done.returncode == 3 and "SOURCE must be" in done.stderr and "Traceback" not in done.stderr
+    (tmp_path / "empty").mkdir()  # nothing captured yet: no error, nothing read
+    assert live_diversity(str(tmp_path / "empty"), CATALOG).files_read == 0
+
+
 def test_s3_source(aws_env):
     s3 = boto3.client("s3")
     s3.create_bucket(Bucket="capture-bucket", CreateBucketConfiguration={"LocationConstraint": "eu-west-1"})
@@ -428,7 +429,9 @@ def test_s3_source(aws_env):
     assert live_diversity(destination, CATALOG, workers=2).accumulator == expected  # spawned workers read S3
     window = live_diversity(destination, CATALOG, start=T0 + timedelta(hours=1), end=T0 + timedelta(hours=2))
     assert window.records_read == 20 and window.files_read == 1
-    assert len(list(iter_capture_records(destination))) == 50
+    hour_folder = live_diversity(f"{destination}/{ENDPOINT}/{VARIANT}/2024/05/01/11", CATALOG)
+    assert hour_folder.accumulator == window.accumulator and hour_folder.files_read == 1
+    assert len(list(iter_capture_records(destination, malformed=MalformedLog()))) == 50
     with pytest.raises(CaptureSourceError, match="no-such-bucket"):
         live_diversity("s3://no-such-bucket/capture", CATALOG)
 
@@ -483,6 +486,49 @@ def test_capture_stats_command(tmp_path):
     assert missing_catalog.returncode == 4 and "CatalogError" in missing_catalog.stderr
     bad_time = run_cli(str(source), "--catalog", catalog, "--start", "ten o'clock")
     assert bad_time.returncode == 2 and "ISO-8601" in bad_time.stderr
+
+
+class _ListingDropsConnection(BaseHTTPRequestHandler):
+    """An S3 endpoint that answers HeadBucket and the folder listing (a variant with a year folder)
+    but drops the connection on the object listing: a network failure in the middle of a listing."""
+
+    def do_HEAD(self):
+        self.send_response(200)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def do_GET(self):
+        if "delimiter=" not in self.path:
+            self.close_connection = True  # no response at all
+            return
+        body = ('<?xml version="1.0" encoding="UTF-8"?><ListBucketResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/">'
+                "<Name>bucket</Name><Prefix>variant/</Prefix><KeyCount>1</KeyCount><MaxKeys>1000</MaxKeys>"
+                "<Delimiter>/</Delimiter><IsTruncated>false</IsTruncated>"
+                "<CommonPrefixes><Prefix>variant/2024/</Prefix></CommonPrefixes></ListBucketResult>").encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/xml")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+def test_capture_stats_reports_a_connection_error_while_listing(tmp_path):
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _ListingDropsConnection)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        env = {**os.environ, "AWS_ENDPOINT_URL": f"http://127.0.0.1:{server.server_address[1]}",
+               "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "eu-west-1",
+               "AWS_MAX_ATTEMPTS": "1", "PYTHONWARNINGS": "ignore"}
+        env.pop("AWS_PROFILE", None)
+        done = subprocess.run([str(CLI), "capture-stats", "s3://bucket/variant", "--catalog",
+                               write_catalog(tmp_path / "catalog.csv")], capture_output=True, text=True, timeout=120, env=env)
+    finally:
+        server.shutdown()
+    assert done.returncode == 3, done.stderr
+    assert "CaptureSourceError: cannot list s3://bucket/variant" in done.stderr and "Traceback" not in done.stderr
 
 
 def test_failed_write_is_loud_and_keeps_the_records(tmp_path):

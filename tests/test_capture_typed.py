@@ -1,10 +1,10 @@
-"""The capture reader's typed fast path (msgspec) against the checked path it stands in for.
+"""The capture reader's typed fast path (msgspec) against the definition it stands in for.
 
-The live diversity pass decodes most lines with `capture.typed_record_decoder` and most default
-responses with a typed decoder; anything those refuse goes through `check_record` / response_path.
-These tests hold the fast path to the checked one: it may refuse more, never accept more, and when
-both accept they read the same values; and a pass over mixed traffic equals the metric computed
-from `iter_capture_records` (the checked path only).
+The reader decodes most lines with `capture.typed_record_decoder` and the live pass most default
+responses with a typed decoder; anything those refuse goes through `check_record` (on orjson's
+parse) / orjson + response_path. These tests hold the fast path to the definition: it may refuse
+more, never accept more, and when both accept they read the same values; and a pass over mixed
+traffic equals the metric computed from the definition alone (`parse_line`, orjson, accumulate).
 """
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ import pytest
 
 from diversity_monitor import capture
 from diversity_monitor.capture import CaptureWriter, MalformedRecord
-from diversity_monitor.capture_reader import _DefaultResponse, iter_capture_records, live_diversity
-from diversity_monitor.metrics import accumulate
+from diversity_monitor.capture_reader import _catalog_response_decoder, _DefaultResponse, live_diversity
+from diversity_monitor.metrics import CatalogIndex, accumulate
 from diversity_monitor.response_path import DEFAULT_RESPONSE_PATH, compile_response_path
 
 T0 = datetime(2024, 5, 1, 10, tzinfo=timezone.utc)
@@ -76,29 +76,41 @@ def _typed(line: bytes):
 
 def test_typed_decode_never_accepts_what_the_checked_path_refuses():
     accepted = refused = 0
+    outcomes = set()
     for path, change in _mutations(GOOD):
         line = orjson.dumps(_apply(GOOD, path, change))
         typed = _typed(line)
         try:
-            checked = capture.check_record(capture.load_line(line))
-        except MalformedRecord:
+            checked, moment = capture.check_record(capture.load_line(line))
+        except MalformedRecord as error:
             assert typed is None, (path, change)
+            outcomes.add(error.kind)
             continue
+        outcomes.add("valid")
         if typed is None:
-            refused += 1  # valid, but left to the checked path (e.g. an extra member)
+            refused += 1  # valid, but left to the checked path (e.g. an extra member, no output)
             continue
         accepted += 1
-        metadata = typed.eventMetadata
-        assert (metadata.eventId, metadata.inferenceId, metadata.customAttributes) == (
-            checked.metadata["eventId"], checked.metadata.get("inferenceId"), checked.metadata.get("customAttributes"))
-        assert capture.parse_inference_time(metadata.inferenceTime) == checked.inference_time
-        for envelope, expected in [(typed.captureData.endpointInput, checked.endpoint_input),
-                                   (typed.captureData.endpointOutput, checked.endpoint_output)]:
-            if expected is None:
-                assert envelope is None
-            else:
-                assert msgspec.structs.asdict(envelope) == {"observedContentType": None, **expected}
+        assert typed == checked, (path, change)  # the same Structs, member for member
+        assert capture.parse_inference_time(typed.eventMetadata.inferenceTime) == moment
     assert accepted and refused
+    assert {"valid", "missing-field", "bad-field-type", "bad-field-value", "unknown-encoding", "bad-timestamp",
+            "unsupported-version"} <= outcomes
+
+
+@pytest.mark.parametrize("members", [
+    b'"eventVersion": "0", "eventVersion": "1"',  # the last one counts in orjson: malformed
+    b'"eventVersion": "1", "eventVersion": "0"',  # valid for orjson; msgspec refuses the "1" on sight
+    b'"eventVersion": "0", "eventVersion": "0"',
+])
+def test_duplicate_members_never_make_the_typed_decode_accept_more(members):
+    line = orjson.dumps(GOOD)[:-1].replace(b'"eventVersion":"0"', members) + b"}"
+    try:
+        checked = capture.check_record(capture.load_line(line))[0]
+    except MalformedRecord:
+        checked = None
+    typed = _typed(line)
+    assert typed == checked or (typed is None and checked is not None)
 
 
 @pytest.mark.parametrize("line", [
@@ -113,26 +125,59 @@ def test_typed_decode_refuses_what_orjson_refuses(line):
     assert _typed(line) is None
 
 
-def test_default_response_type_reads_what_the_path_reads():
+RESPONSES = [
+    '{"recommendations": [{"article_id": "a1", "score": 0.5}, {"article_id": "a2", "x": [1, {"y": null}]}]}',
+    '{"recommendations": [], "model_version": "v"}',
+    '{"recommendations": [{"article_id": "a", "article_id": "b"}]}',
+    '{"recommendations": {}}', '{"recommendations": [{"article_id": 7}]}', '{"error": 1}', '[1]',
+    '{"recommendations": ["a1"]}', '{"recommendations": [{"id": "a1"}]}',
+    # numbers orjson refuses (they overflow a double) wherever they sit, skipped or not
+    '{"recommendations": [{"article_id": "a", "score": 1e400}]}',
+    '{"recommendations": [{"article_id": "a"}], "model_version": "v", "latency": -2e308}',
+    '{"recommendations": [{"article_id": "a", "debug": [1' + "0" * 400 + ']}]}',
+    '{"recommendations": [{"article_id": "a", "score": 1e-400}], "model_version": null}',  # underflow is 0.0
+    '{"recommendations": [{"article_id": "a", "score": 12345678901234567890123}]}',
+]
+
+
+DECODERS = {
+    "plain": msgspec.json.Decoder(_DefaultResponse),
+    "catalog": _catalog_response_decoder(CatalogIndex({"a": "news", "a1": "sport", "a2": "news"})),
+}
+
+
+@pytest.mark.parametrize("decoder", sorted(DECODERS))
+@pytest.mark.parametrize("text", RESPONSES + [
+    '{"recommendations": [{"article_id": "a1"}, {"article_id": "not-in-catalog"}]}',
+    '{"recommendations": [{"article_id": "not-in-catalog", "article_id": "a2"}]}',
+])
+def test_default_response_types_never_accept_more_than_the_path(text, decoder):
     extract = compile_response_path(DEFAULT_RESPONSE_PATH)
-    decode = msgspec.json.Decoder(_DefaultResponse).decode
-    for payload in [
-        {"recommendations": [{"article_id": "a1", "score": 0.5}, {"article_id": "a2", "x": [1, {"y": None}]}]},
-        {"recommendations": [], "model_version": "v"},
-        {"recommendations": [{"article_id": "a", "article_id": "b"}]},
-        {"recommendations": {}}, {"recommendations": [{"article_id": 7}]}, {"error": 1}, [1],
-        {"recommendations": ["a1"]}, {"recommendations": [{"id": "a1"}]},
-    ]:
-        text = json.dumps(payload)
-        try:
-            expected = extract(orjson.loads(text))
-        except ValueError:
-            expected = None
-        try:
-            typed = [item.article_id for item in decode(text).recommendations]
-        except capture.TYPED_DECODE_ERRORS:
-            typed = None
-        assert typed == expected, text
+    try:
+        expected = extract(orjson.loads(text))
+    except ValueError:
+        expected = None
+    try:
+        typed = [item.article_id for item in DECODERS[decoder].decode(text).recommendations]
+    except capture.TYPED_DECODE_ERRORS:
+        typed = None
+    assert typed == expected or (typed is None and expected is not None), text
+    if decoder == "catalog" and typed is not None:  # the catalog's own strings come back
+        assert all(article_id in {"a", "a1", "a2"} for article_id in typed)
+
+
+def test_a_response_orjson_refuses_is_unreadable_on_both_paths(tmp_path):
+    """{"score": 1e400}: refused by orjson, so unreadable, whether the typed decoder sees it or not."""
+    w = CaptureWriter(str(tmp_path), "ep", "v", {"Output"}, ["application/json"], [], 100, random.Random(1))
+    for index, body in enumerate([b'{"recommendations":[{"article_id":"a1","score":1e400}]}',
+                                  b'{"recommendations":[{"article_id":"a1","score":0.5}],"extra":1e400}',
+                                  b'{"recommendations":[{"article_id":"a1","score":0.5}]}']):
+        w.capture(b"", None, body, "application/json", T0 + timedelta(seconds=index), f"web-{index}")
+    w.flush()
+    stats = live_diversity(str(tmp_path), CATALOG, k=1)
+    assert (stats.records_read, stats.live_lists, stats.unreadable_responses.count) == (3, 1, 2)
+    assert [line for _, line, _ in stats.unreadable_responses.entries] == [1, 2]
+    assert all("infinity" in reason for _, _, reason in stats.unreadable_responses.entries)
 
 
 def test_pass_over_mixed_traffic_equals_the_checked_path(tmp_path):
@@ -154,9 +199,10 @@ def test_pass_over_mixed_traffic_equals_the_checked_path(tmp_path):
     no_output = orjson.loads(lines[2]); del no_output["captureData"]["endpointOutput"]
     first.write_bytes(b"\n".join([lines[0], orjson.dumps(extra), orjson.dumps(no_output), *lines[3:]]) + b"\n")
 
-    events = list(iter_capture_records(str(tmp_path), exclude_inference_prefix="diversity-replay-"))
+    events = [capture.parse_line(line) for path in sorted(tmp_path.rglob("*.jsonl"))
+              for line in path.read_bytes().splitlines()]
     live = [[item["article_id"] for item in orjson.loads(event.output_payload.body)["recommendations"]]
-            for event in events if event.output_payload is not None]
+            for event in events if event.output_payload is not None and event.inference_id.startswith("web-")]
     for workers in (1, 2):
         stats = live_diversity(str(tmp_path), CATALOG, k=5, workers=workers)
         assert stats.accumulator == accumulate(live, CATALOG, 5)

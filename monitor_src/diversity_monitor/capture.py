@@ -33,6 +33,7 @@ import msgspec
 import orjson
 
 from diversity_monitor import storage
+from diversity_monitor.clock import as_utc
 
 EVENT_VERSION = "0"
 REPLAY_INFERENCE_PREFIX = "diversity-replay-"  # InferenceId prefix the monitoring job's replay sends
@@ -133,22 +134,7 @@ def format_inference_time(moment: datetime) -> str:
     return as_utc(moment).replace(tzinfo=None).isoformat(timespec="seconds") + "Z"  # strftime is 5x slower
 
 
-_last_time: tuple[object, datetime | None] = (None, None)
-
-
 def parse_inference_time(text: object) -> datetime:
-    # At thousands of requests a second, consecutive records share their second-precision
-    # timestamp: a one-entry cache skips most parses (the tuple swap is atomic across threads).
-    global _last_time
-    last_text, last_moment = _last_time
-    if text == last_text and type(text) is str:
-        return last_moment
-    moment = _parse_inference_time(text)
-    _last_time = (text, moment)
-    return moment
-
-
-def _parse_inference_time(text: object) -> datetime:
     if not isinstance(text, str):
         raise MalformedRecord("bad-field-type", f"eventMetadata.inferenceTime is {_type(text)}, expected a string")
     try:
@@ -182,176 +168,18 @@ def build_record(
 
 
 # --- parsing ----------------------------------------------------------------------------------
-
-class CheckedRecord(NamedTuple):
-    """A valid record with its payloads still encoded (what a pass that skips the input needs)."""
-
-    endpoint_input: dict | None
-    endpoint_output: dict | None
-    metadata: dict
-    inference_time: datetime
-
-
-def parse_line(line: bytes | str, location: Location | None = None) -> CapturedEvent:
-    return parse_record(load_line(line), location)
-
-
-def load_line(line: bytes | str) -> object:
-    try:
-        return orjson.loads(line)
-    except orjson.JSONDecodeError as error:
-        kind = "empty-line" if not line.strip() else "invalid-json"
-        raise MalformedRecord(kind, f"not valid JSON ({error})") from None
-
-
-def parse_record(record: object, location: Location | None = None) -> CapturedEvent:
-    """Validate one decoded capture line and decode its payloads; MalformedRecord if it isn't one."""
-    checked = check_record(record)
-    metadata = checked.metadata
-    return CapturedEvent(
-        _decoded(checked.endpoint_input),
-        _decoded(checked.endpoint_output),
-        metadata.get("inferenceId"),
-        metadata["eventId"],
-        checked.inference_time,
-        metadata.get("customAttributes"),
-        location,
-    )
-
-
-def decode_payload(envelope: dict) -> bytes:
-    """The payload bytes of a checked envelope (MalformedRecord on bad base64)."""
-    return DECODERS[envelope["encoding"]](envelope["data"])
-
-
-def payload_document(envelope: dict) -> str | bytes:
-    """The payload as a JSON parser can read it: the text itself for JSON/CSV (no copy), else bytes."""
-    return envelope["data"] if envelope["encoding"] in TEXT_ENCODINGS else decode_payload(envelope)
-
-
-def check_payload(envelope: dict) -> None:
-    """Raise MalformedRecord if a checked envelope's payload would not decode (only base64 can fail:
-    text encodings hold a str, and orjson never yields one that is not valid Unicode)."""
-    if envelope["encoding"] not in TEXT_ENCODINGS:
-        decode_payload(envelope)
-
-
-def _decoded(envelope: dict | None) -> CapturedPayload | None:
-    if envelope is None:
-        return None
-    return CapturedPayload(decode_payload(envelope), envelope.get("observedContentType"), envelope["encoding"])
-
-
-_OPTIONAL_STRING = (str, type(None))
-_RECORD_KEYS = frozenset({"captureData", "eventMetadata", "eventVersion"})
-_ENVELOPE_KEYS = frozenset({"observedContentType", "mode", "data", "encoding"})
-_METADATA_KEYS = frozenset({"eventId", "inferenceId", "inferenceTime", "customAttributes"})
-
-
-def check_record(record: object) -> CheckedRecord:
-    """Check a decoded line's shape (not its base64) and read its inference time.
-
-    This runs 18 million times an hour, so a fast path accepts records with exactly the keys AWS
-    writes, using key-set comparisons and plain subscripts (about half the cost of .get calls).
-    Whatever it does not accept goes to `_check_strictly`, the definition, which names the
-    problem or accepts the valid shapes the fast path is too narrow for (extra keys, a missing
-    observedContentType). tests/test_capture.py checks both agree on every one-field mutation.
-    """
-    try:
-        if record.keys() == _RECORD_KEYS and record["eventVersion"] == EVENT_VERSION:
-            capture, metadata = record["captureData"], record["eventMetadata"]
-            endpoint_input, endpoint_output = capture.get("endpointInput"), capture.get("endpointOutput")
-            if (
-                type(capture) is dict
-                and type(metadata) is dict
-                and (endpoint_input is None or (
-                    endpoint_input.keys() == _ENVELOPE_KEYS
-                    and endpoint_input["mode"] == "INPUT"
-                    and type(endpoint_input["data"]) is str
-                    and endpoint_input["encoding"] in DECODERS
-                    and type(endpoint_input["observedContentType"]) in _OPTIONAL_STRING))
-                and (endpoint_output is None or (
-                    endpoint_output.keys() == _ENVELOPE_KEYS
-                    and endpoint_output["mode"] == "OUTPUT"
-                    and type(endpoint_output["data"]) is str
-                    and endpoint_output["encoding"] in DECODERS
-                    and type(endpoint_output["observedContentType"]) in _OPTIONAL_STRING))
-                and (endpoint_input is not None or endpoint_output is not None)
-                and metadata.keys() <= _METADATA_KEYS
-                and type(metadata["eventId"]) is str
-                and type(metadata.get("inferenceId")) in _OPTIONAL_STRING
-                and type(metadata.get("customAttributes")) in _OPTIONAL_STRING
-            ):
-                return CheckedRecord(
-                    endpoint_input, endpoint_output, metadata, parse_inference_time(metadata["inferenceTime"])
-                )
-    except (KeyError, TypeError, AttributeError):
-        pass
-    return _check_strictly(record)
-
-
-def _check_strictly(record: object) -> CheckedRecord:
-    if type(record) is not dict:
-        raise MalformedRecord("not-an-object", f"a capture line must be a JSON object, got {_type(record)}")
-    capture = _member(record, "captureData", dict, "")
-    metadata = _member(record, "eventMetadata", dict, "")
-    version = _member(record, "eventVersion", str, "")
-    if version != EVENT_VERSION:
-        raise MalformedRecord("unsupported-version", f"eventVersion {version!r}; only {EVENT_VERSION!r} is documented")
-    endpoint_input = _checked_envelope(capture, "endpointInput", "INPUT")
-    endpoint_output = _checked_envelope(capture, "endpointOutput", "OUTPUT")
-    if endpoint_input is None and endpoint_output is None:
-        raise MalformedRecord("missing-field", "captureData has neither endpointInput nor endpointOutput")
-    _member(metadata, "eventId", str, "eventMetadata.")
-    _optional(metadata, "inferenceId", "eventMetadata.")
-    _optional(metadata, "customAttributes", "eventMetadata.")
-    moment = parse_inference_time(_member(metadata, "inferenceTime", str, "eventMetadata."))
-    return CheckedRecord(endpoint_input, endpoint_output, metadata, moment)
-
-
-def _checked_envelope(capture: dict, name: str, mode: str) -> dict | None:
-    envelope = capture.get(name)
-    if envelope is None:
-        return None
-    where = f"captureData.{name}."
-    if type(envelope) is not dict:
-        raise MalformedRecord("bad-field-type", f"captureData.{name} is {_type(envelope)}, expected an object")
-    if _member(envelope, "mode", str, where) != mode:
-        raise MalformedRecord("bad-field-value", f"{where}mode is {envelope['mode']!r}, expected {mode!r}")
-    encoding = _member(envelope, "encoding", str, where)
-    if encoding not in DECODERS:
-        raise MalformedRecord("unknown-encoding", f"{where}encoding {encoding[:40]!r} is not one of {sorted(DECODERS)}")
-    _member(envelope, "data", str, where)
-    _optional(envelope, "observedContentType", where)
-    return envelope
-
-
-def _member(container: dict, key: str, expected: type, where: str):
-    try:
-        value = container[key]
-    except KeyError:
-        raise MalformedRecord("missing-field", f"{where}{key} is missing") from None
-    if type(value) is not expected:
-        raise MalformedRecord("bad-field-type", f"{where}{key} is {_type(value)}, expected {_type(expected())}")
-    return value
-
-
-def _optional(container: dict, key: str, where: str) -> str | None:
-    value = container.get(key)
-    if value is not None and type(value) is not str:
-        raise MalformedRecord("bad-field-type", f"{where}{key} is {_type(value)}, expected a string or null")
-    return value
-
-
-# --- typed decoding: the common record's shape checked in C ---------------------------------------
 #
-# A hot pass (capture_reader's live diversity) decodes each line straight into these Structs:
-# msgspec validates every member's presence, type and (by Literal) value while parsing, so no
-# Python check runs per record. They accept a subset of what `check_record` accepts (no unknown
-# members anywhere: a skipped member would escape the JSON checks orjson applies, e.g. 1e400), so
-# a line they refuse is not necessarily malformed: the caller re-reads it with `load_line` +
-# `check_record`, which names the problem or accepts it. Members not listed in a Literal below
-# are refused here for the same reason. `gc=False`: the Structs hold only strings.
+# A line becomes the Structs below one of two ways:
+# - `typed_record_decoder()` decodes it straight into them: msgspec checks every member's presence,
+#   type and (by Literal) value in C, so no Python check runs per record. This is the hot path
+#   (18 million lines an hour) and it is narrow on purpose: no unknown member anywhere, because a
+#   member msgspec skips escapes the checks orjson applies (1e400, bytes that are not UTF-8).
+# - `check_record` is the definition: it checks an orjson-decoded line member by member, names the
+#   problem with a stable `kind`, and accepts the valid shapes the Structs refuse (extra members).
+# A line the decoder refuses is not necessarily malformed: readers re-read it with `load_line` +
+# `check_record`, which gives the verdict. Two definitions, because one runs in C and the other
+# names problems; tests/test_capture_typed.py holds them together on every one-member mutation of
+# a record (the decoder never accepts what check_record refuses, and both read the same values).
 
 _Encoding = Literal["JSON", "CSV", "BASE64"]  # the keys of DECODERS, checked at import below
 _Version = Literal["0"]  # EVENT_VERSION
@@ -380,24 +208,132 @@ class CaptureData(msgspec.Struct, forbid_unknown_fields=True, gc=False):
 
 class EventMetadata(msgspec.Struct, forbid_unknown_fields=True, gc=False):
     eventId: str
-    inferenceTime: str  # parsed by parse_inference_time, as on the checked path
+    inferenceTime: str  # a valid record's is ISO-8601: parse_inference_time
     inferenceId: str | None = None
     customAttributes: str | None = None
 
 
-class TypedRecord(msgspec.Struct, forbid_unknown_fields=True, gc=False):
+class CaptureRecord(msgspec.Struct, forbid_unknown_fields=True, gc=False):
+    """A capture line's record (`gc=False`: the Structs hold only strings)."""
+
     captureData: CaptureData
     eventMetadata: EventMetadata
     eventVersion: _Version
 
+
 # What a refused line raises: msgspec's errors, UnicodeDecodeError for bytes that are not UTF-8,
-# RecursionError for absurd nesting. None of them is an answer; the checked path gives it.
+# RecursionError for absurd nesting. None of them is a verdict; check_record gives it.
 TYPED_DECODE_ERRORS = (msgspec.MsgspecError, ValueError, RecursionError)
 
 
 def typed_record_decoder() -> msgspec.json.Decoder:
-    """`decoder.decode(line)` -> TypedRecord, raising one of TYPED_DECODE_ERRORS if it refuses."""
-    return msgspec.json.Decoder(TypedRecord)
+    """`decoder.decode(line)` -> CaptureRecord, raising one of TYPED_DECODE_ERRORS if it refuses.
+    A record it returns still needs its inferenceTime and base64 payloads checked."""
+    return msgspec.json.Decoder(CaptureRecord)
+
+
+def load_line(line: bytes | str) -> object:
+    try:
+        return orjson.loads(line)
+    except orjson.JSONDecodeError as error:
+        kind = "empty-line" if not line.strip() else "invalid-json"
+        raise MalformedRecord(kind, f"not valid JSON ({error})") from None
+
+
+def check_record(record: object) -> tuple[CaptureRecord, datetime]:
+    """A decoded line as a CaptureRecord with its inference time; MalformedRecord naming the first
+    problem if it is not a record as documented (its base64 payloads are not checked here)."""
+    if type(record) is not dict:
+        raise MalformedRecord("not-an-object", f"a capture line must be a JSON object, got {_type(record)}")
+    capture = _member(record, "captureData", dict, "")
+    metadata = _member(record, "eventMetadata", dict, "")
+    version = _member(record, "eventVersion", str, "")
+    if version != EVENT_VERSION:
+        raise MalformedRecord("unsupported-version", f"eventVersion {version!r}; only {EVENT_VERSION!r} is documented")
+    endpoint_input = _checked_envelope(capture, "endpointInput", "INPUT", InputEnvelope)
+    endpoint_output = _checked_envelope(capture, "endpointOutput", "OUTPUT", OutputEnvelope)
+    if endpoint_input is None and endpoint_output is None:
+        raise MalformedRecord("missing-field", "captureData has neither endpointInput nor endpointOutput")
+    event_id = _member(metadata, "eventId", str, "eventMetadata.")
+    inference_id = _optional(metadata, "inferenceId", "eventMetadata.")
+    custom_attributes = _optional(metadata, "customAttributes", "eventMetadata.")
+    inference_time = _member(metadata, "inferenceTime", str, "eventMetadata.")
+    moment = parse_inference_time(inference_time)
+    checked = CaptureRecord(
+        CaptureData(endpoint_input, endpoint_output),
+        EventMetadata(event_id, inference_time, inference_id, custom_attributes),
+        version,
+    )
+    return checked, moment
+
+
+def _checked_envelope(capture: dict, name: str, mode: str, struct: type):
+    envelope = capture.get(name)
+    if envelope is None:
+        return None
+    where = f"captureData.{name}."
+    if type(envelope) is not dict:
+        raise MalformedRecord("bad-field-type", f"captureData.{name} is {_type(envelope)}, expected an object")
+    if _member(envelope, "mode", str, where) != mode:
+        raise MalformedRecord("bad-field-value", f"{where}mode is {envelope['mode']!r}, expected {mode!r}")
+    encoding = _member(envelope, "encoding", str, where)
+    if encoding not in DECODERS:
+        raise MalformedRecord("unknown-encoding", f"{where}encoding {encoding[:40]!r} is not one of {sorted(DECODERS)}")
+    data = _member(envelope, "data", str, where)
+    return struct(mode, data, encoding, _optional(envelope, "observedContentType", where))
+
+
+def _member(container: dict, key: str, expected: type, where: str):
+    try:
+        value = container[key]
+    except KeyError:
+        raise MalformedRecord("missing-field", f"{where}{key} is missing") from None
+    if type(value) is not expected:
+        raise MalformedRecord("bad-field-type", f"{where}{key} is {_type(value)}, expected {_type(expected())}")
+    return value
+
+
+def _optional(container: dict, key: str, where: str) -> str | None:
+    value = container.get(key)
+    if value is not None and type(value) is not str:
+        raise MalformedRecord("bad-field-type", f"{where}{key} is {_type(value)}, expected a string or null")
+    return value
+
+
+def decode_payload(envelope: InputEnvelope | OutputEnvelope) -> bytes:
+    """The payload bytes of an envelope (MalformedRecord on bad base64)."""
+    return DECODERS[envelope.encoding](envelope.data)
+
+
+def payload_document(envelope: InputEnvelope | OutputEnvelope) -> str | bytes:
+    """The payload as a JSON parser can read it: the text itself for JSON/CSV (no copy), else the
+    decoded bytes (MalformedRecord on bad base64)."""
+    return envelope.data if envelope.encoding in TEXT_ENCODINGS else decode_payload(envelope)
+
+
+def captured_event(record: CaptureRecord, moment: datetime, location: Location | None = None) -> CapturedEvent:
+    """A checked record with its payloads decoded (MalformedRecord on bad base64)."""
+    metadata = record.eventMetadata
+    return CapturedEvent(
+        _decoded(record.captureData.endpointInput),
+        _decoded(record.captureData.endpointOutput),
+        metadata.inferenceId,
+        metadata.eventId,
+        moment,
+        metadata.customAttributes,
+        location,
+    )
+
+
+def parse_line(line: bytes | str, location: Location | None = None) -> CapturedEvent:
+    """One line, by the definition (check_record); MalformedRecord if it is not a record."""
+    return captured_event(*check_record(load_line(line)), location)
+
+
+def _decoded(envelope: InputEnvelope | OutputEnvelope | None) -> CapturedPayload | None:
+    if envelope is None:
+        return None
+    return CapturedPayload(decode_payload(envelope), envelope.observedContentType, envelope.encoding)
 
 
 def _type(value: object) -> str:
@@ -406,10 +342,6 @@ def _type(value: object) -> str:
 
 
 # --- object keys ------------------------------------------------------------------------------
-
-def as_utc(moment: datetime) -> datetime:
-    return moment.astimezone(timezone.utc) if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
-
 
 def hour_of(moment: datetime) -> datetime:
     return as_utc(moment).replace(minute=0, second=0, microsecond=0)

@@ -7,7 +7,9 @@ analyses (`capture_reader.live_diversity`) leave them out like the monitor's own
 No clock is involved (the notebook's clock and the platform's can differ, e.g. on the local
 stack's simulated time): capture keys sort by time (`<variant>/yyyy/mm/dd/hh/MM-SS-...`), so the
 newest hour folder present before sending is the point from which new files are read. Polling
-reads only that hour and later, so it stays cheap on a busy endpoint.
+reads only that hour and later, so it stays cheap on a busy endpoint. Capture files are read with
+the capture reader's own loop: a malformed line is counted with its file and line in the
+arrival's `malformed` log (and in the timeout message), like everywhere else in the kit.
 """
 
 from __future__ import annotations
@@ -20,8 +22,8 @@ import boto3
 import orjson
 
 from diversity_monitor import storage
-from diversity_monitor.capture import REPLAY_INFERENCE_PREFIX, Location, MalformedRecord, parse_line
-from diversity_monitor.capture_source import iter_lines
+from diversity_monitor.capture import REPLAY_INFERENCE_PREFIX
+from diversity_monitor.capture_reader import MalformedLog, iter_file_events
 from diversity_monitor.inputs import load_validation_set
 
 CHECK_PREFIX = f"{REPLAY_INFERENCE_PREFIX}capture-check-"
@@ -53,6 +55,7 @@ class CaptureArrival:
     files: list[str]
     found: list[str]
     waited_seconds: float
+    malformed: MalformedLog = field(default_factory=MalformedLog)  # bad lines in the files read
 
 
 def _children(s3, bucket: str, prefix: str) -> list[str]:
@@ -113,18 +116,9 @@ def _new_files(check: CaptureCheck, s3) -> list[str]:
     return sorted(files)
 
 
-def _ids_in(uri: str) -> set[str]:
-    ids = set()
-    for number, line in enumerate(iter_lines(uri), 1):
-        if not line.strip():
-            continue
-        try:
-            event = parse_line(line, Location(uri, number))
-        except MalformedRecord as error:
-            raise CaptureNotArriving(f"capture file {uri} line {number} is not a capture record: {error}") from None
-        if event.inference_id:
-            ids.add(event.inference_id)
-    return ids
+def _ids_in(uri: str, malformed: MalformedLog) -> set[str]:
+    """The InferenceIds recorded in one capture file; its bad lines go to `malformed`."""
+    return {event.inference_id for event in iter_file_events(uri, malformed=malformed) if event.inference_id}
 
 
 def wait_for_capture(check: CaptureCheck, timeout_seconds: float = 600, poll_seconds: float = 30,
@@ -140,19 +134,22 @@ def wait_for_capture(check: CaptureCheck, timeout_seconds: float = 600, poll_sec
         raise ValueError(f"required must be between 1 and {len(wanted)} (the requests sent), got {required}")
     started = time.monotonic()
     seen_files: dict[str, set[str]] = {}
+    malformed = MalformedLog()
     while True:
         for uri in _new_files(check, s3):
             if uri not in seen_files:
-                seen_files[uri] = _ids_in(uri)
+                seen_files[uri] = _ids_in(uri, malformed)
         found = wanted & set().union(*seen_files.values()) if seen_files else set()
         waited = time.monotonic() - started
         if len(found) >= required:
             files = sorted(uri for uri, ids in seen_files.items() if ids & wanted)
-            return CaptureArrival(check.prefix(), files, sorted(found), waited)
+            return CaptureArrival(check.prefix(), files, sorted(found), waited, malformed)
         if waited > timeout_seconds:
+            bad = (f"; {malformed.count} malformed lines, first {malformed.entries[0][0]}:{malformed.entries[0][1]} "
+                   f"({malformed.entries[0][2]})" if malformed.count else "")
             raise CaptureNotArriving(
                 f"after {waited:.0f} s, {len(found)} of {len(wanted)} tagged requests (needed {required}) are under {check.prefix()}/ "
-                f"({len(seen_files)} new files read). Check the endpoint config's DataCaptureConfig, the "
+                f"({len(seen_files)} new files read{bad}). Check the endpoint config's DataCaptureConfig, the "
                 "destination bucket's policy and the endpoint role's s3:PutObject permission."
             )
         time.sleep(poll_seconds)

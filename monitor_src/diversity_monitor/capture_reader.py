@@ -1,13 +1,14 @@
 """Read an hour (or a range of hours) of data capture: decoded records, and live-traffic diversity.
 
-`iter_capture_records` yields every good record of the window as a `CapturedEvent`; every bad
-line goes to the `MalformedLog` with its file and line number (exact count, first `limit` kept).
-`live_diversity` runs the monitoring job's metrics over what the endpoint actually served:
-replay traffic (InferenceId prefix) is excluded and counted, each response's ranked ids are
-read with a response path, and lists are fed to `metrics.DiversityAccumulator`. It streams file
-by file, and with `workers=N` spreads files over N processes and merges their accumulators.
-Accounting that always holds: lines_read = malformed + records_read, and records_read =
-outside_window + replay_excluded + without_output + unreadable_responses + live lists.
+One loop reads capture lines (`_file_records`): it checks each line, sends every bad one to the
+`MalformedLog` with its file and line number (exact count, first `limit` kept), and applies the
+window and the replay filter (InferenceId prefix), keeping the accounts. Two consumers:
+`iter_capture_records` / `iter_file_events` yield `CapturedEvent`s; `live_diversity` reads each
+response's ranked ids with a response path and counts them with `metrics.DiversityAccumulator`,
+the monitoring job's own metric. It streams file by file, and with `workers=N` spreads files over
+N processes and merges their accumulators. Accounting that always holds: lines_read = malformed +
+records_read, and records_read = outside_window + replay_excluded + without_output +
+unreadable_responses + live lists.
 """
 
 from __future__ import annotations
@@ -20,30 +21,33 @@ import threading
 from collections import Counter
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime
-from typing import Iterator, Mapping
+from operator import attrgetter
+from typing import Iterator, Literal, Mapping
 
 import msgspec
 import orjson
 
 from diversity_monitor import clock, storage
 from diversity_monitor.capture import (
-    REPLAY_INFERENCE_PREFIX, TEXT_ENCODINGS, TYPED_DECODE_ERRORS, CapturedEvent, Location, MalformedRecord, as_utc,
-    check_payload, check_record, load_line, parse_inference_time, parse_line, payload_document, typed_record_decoder,
+    REPLAY_INFERENCE_PREFIX, TEXT_ENCODINGS, TYPED_DECODE_ERRORS, CapturedEvent, CaptureRecord, Location,
+    MalformedRecord, as_utc, captured_event, check_record, decode_payload, load_line, parse_inference_time,
+    payload_document, typed_record_decoder,
 )
-from diversity_monitor.capture_lists import CatalogIndex, RankedListFeeder
-from diversity_monitor.capture_source import CaptureFile, CaptureSourceError, iter_lines, list_capture_files
+from diversity_monitor.capture_source import CaptureFile, CaptureSourceError, list_capture_files, open_lines
 from diversity_monitor.inputs import InputError, load_catalog
-from diversity_monitor.metrics import DiversityAccumulator
+from diversity_monitor.metrics import CatalogIndex, DiversityAccumulator, top_k_slots
 from diversity_monitor.response_path import DEFAULT_RESPONSE_PATH, compile_response_path
 
 __all__ = [
     "CaptureSourceError", "CaptureStats", "MalformedLog", "ReadCounts", "iter_capture_records",
-    "live_diversity", "register",
+    "iter_file_events", "live_diversity", "register",
 ]
 
 DEFAULT_LOCATION_LIMIT = 100
+_BATCH_LISTS = 8192  # ranked lists handed to the accumulator at once
+_TASKS_PER_WORKER = 4  # files are split into contiguous runs, a few per worker, for balance
 
 
 class MalformedLog:
@@ -85,40 +89,129 @@ class ReadCounts:
     replay_excluded: int = 0  # valid records in the window left out by exclude_inference_prefix
     skipped_files: list[str] = field(default_factory=list)
 
+    def merge(self, other: "ReadCounts") -> "ReadCounts":
+        for name in (item.name for item in fields(self)):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        return self
+
+
+@dataclass(frozen=True)
+class _Selection:
+    """Which valid records a reader passes on: start <= inferenceTime < end, InferenceId not replay."""
+
+    start: datetime | None = None
+    end: datetime | None = None
+    exclude_prefix: str | None = None
+
+
+def _file_records(
+    uri: str, selection: _Selection, malformed: MalformedLog, counts: ReadCounts
+) -> Iterator[tuple[int, datetime, CaptureRecord, str | bytes | None]]:
+    """The one loop over a capture object's lines. Yields (line number, inference time, record,
+    output document) for each valid record in the selection, the document being the response as
+    a JSON parser reads it (capture.payload_document) or None when the output was not captured.
+
+    Per line, the fast path is one typed msgspec decode (the shape checked in C) and, per distinct
+    second, one timestamp parse and window test. A line it refuses, or one whose timestamp or
+    base64 fails, is re-read by the definition (capture.check_record on orjson's parse, the
+    payloads decoded), which accepts it or names the problem: the verdict and the reason are the
+    definition's either way.
+    """
+    decode = typed_record_decoder().decode
+    refused = (*TYPED_DECODE_ERRORS, MalformedRecord)
+    text_encodings, start, end, prefix = TEXT_ENCODINGS, selection.start, selection.end, selection.exclude_prefix
+    last_text = last_moment = None
+    last_inside = False
+    number = records = outside = replay = 0
+    counts.files_read += 1
+    try:
+        with open_lines(uri) as lines:
+            for number, line in enumerate(lines, 1):
+                try:
+                    record = decode(line)
+                    text = record.eventMetadata.inferenceTime
+                    if text != last_text:  # consecutive records mostly share their second
+                        last_moment = parse_inference_time(text)
+                        last_inside = (start is None or last_moment >= start) and (end is None or last_moment < end)
+                        last_text = text
+                    moment, inside = last_moment, last_inside
+                    envelope = record.captureData.endpointInput
+                    if envelope is not None and envelope.encoding not in text_encodings:
+                        decode_payload(envelope)  # bad base64 makes the line malformed
+                    envelope = record.captureData.endpointOutput
+                    output_document = (None if envelope is None else
+                                       envelope.data if envelope.encoding in text_encodings else decode_payload(envelope))
+                except refused:
+                    try:
+                        record, moment = check_record(load_line(line))
+                        envelope = record.captureData.endpointInput
+                        if envelope is not None:
+                            payload_document(envelope)
+                        envelope = record.captureData.endpointOutput
+                        output_document = None if envelope is None else payload_document(envelope)
+                    except MalformedRecord as error:
+                        malformed.add(uri, number, error)
+                        continue
+                    inside = (start is None or moment >= start) and (end is None or moment < end)
+                records += 1
+                if not inside:
+                    outside += 1
+                    continue
+                inference_id = record.eventMetadata.inferenceId
+                if prefix is not None and inference_id is not None and inference_id.startswith(prefix):
+                    replay += 1
+                    continue
+                yield number, moment, record, output_document
+    finally:  # also when a consumer stops early: the counts cover the lines read
+        counts.lines_read += number
+        counts.records_read += records
+        counts.outside_window += outside
+        counts.replay_excluded += replay
+
+
+def iter_file_events(
+    uri: str,
+    *,
+    malformed: MalformedLog,
+    counts: ReadCounts | None = None,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    exclude_inference_prefix: str | None = None,
+) -> Iterator[CapturedEvent]:
+    """The valid records of one capture object, decoded, in line order; every bad line goes to
+    `malformed` (required: nothing is dropped unseen)."""
+    _require_log(malformed)
+    selection = _Selection(_aware(start), _aware(end), exclude_inference_prefix or None)
+    counts = ReadCounts() if counts is None else counts
+    for number, moment, record, _ in _file_records(uri, selection, malformed, counts):
+        yield captured_event(record, moment, Location(uri, number))
+
 
 def iter_capture_records(
     source: str,
     start: datetime | None = None,
     end: datetime | None = None,
-    malformed: MalformedLog | None = None,
     *,
+    malformed: MalformedLog,
     counts: ReadCounts | None = None,
     exclude_inference_prefix: str | None = None,
 ) -> Iterator[CapturedEvent]:
-    """Every valid record with start <= inferenceTime < end, decoded, in file and line order;
-    records whose InferenceId starts with `exclude_inference_prefix` (if given) are counted, not yielded."""
+    """Every valid record under `source` with start <= inferenceTime < end, decoded, in file and
+    line order; every bad line goes to `malformed` (required: nothing is dropped unseen). Records
+    whose InferenceId starts with `exclude_inference_prefix` (if given) are counted, not yielded."""
+    _require_log(malformed)
     start, end = _aware(start), _aware(end)
-    malformed = MalformedLog() if malformed is None else malformed
     counts = ReadCounts() if counts is None else counts
     listing = list_capture_files(source, start, end)
     counts.skipped_files += listing.skipped
     for capture_file in listing.files:
-        counts.files_read += 1
-        for number, line in enumerate(iter_lines(capture_file.uri), 1):
-            counts.lines_read += 1
-            try:
-                event = parse_line(line, Location(capture_file.uri, number))
-            except MalformedRecord as error:
-                malformed.add(capture_file.uri, number, error)
-                continue
-            counts.records_read += 1
-            if (start is not None and event.inference_time < start) or (end is not None and event.inference_time >= end):
-                counts.outside_window += 1
-                continue
-            if exclude_inference_prefix and (event.inference_id or "").startswith(exclude_inference_prefix):
-                counts.replay_excluded += 1
-                continue
-            yield event
+        yield from iter_file_events(capture_file.uri, malformed=malformed, counts=counts, start=start, end=end,
+                                    exclude_inference_prefix=exclude_inference_prefix)
+
+
+def _require_log(malformed: object) -> None:
+    if not isinstance(malformed, MalformedLog):
+        raise TypeError(f"malformed must be a MalformedLog (bad lines are counted there), got {type(malformed).__name__}")
 
 
 # --- the live diversity pass -------------------------------------------------------------------
@@ -129,9 +222,7 @@ class _Job:
 
     catalog: CatalogIndex
     k: int
-    start: datetime | None
-    end: datetime | None
-    exclude_prefix: str | None
+    selection: _Selection
     response_path: str
     location_limit: int
 
@@ -139,22 +230,29 @@ class _Job:
 @dataclass
 class _Partial:
     accumulator: DiversityAccumulator
-    counts: Counter = field(default_factory=Counter)
-    malformed: MalformedLog = field(default_factory=MalformedLog)
-    unreadable: MalformedLog = field(default_factory=MalformedLog)
+    counts: ReadCounts
+    malformed: MalformedLog
+    unreadable: MalformedLog
+    without_output: int = 0
+
+    @classmethod
+    def empty(cls, job: _Job) -> "_Partial":
+        return cls(DiversityAccumulator(job.k, job.catalog), ReadCounts(), MalformedLog(job.location_limit),
+                   MalformedLog(job.location_limit))
 
     def merge(self, other: "_Partial") -> "_Partial":
         self.accumulator.merge(other.accumulator)
-        self.counts.update(other.counts)
+        self.counts.merge(other.counts)
         self.malformed.merge(other.malformed)
         self.unreadable.merge(other.unreadable)
+        self.without_output += other.without_output
         return self
 
 
 @contextmanager
 def _collector_paused():
-    """orjson builds ~30 acyclic containers per record; the cyclic collector would scan them all
-    for nothing (about a tenth of the pass). Reference counting still frees everything."""
+    """Decoding builds a dozen acyclic objects per record; the cyclic collector would scan them
+    all for nothing. Reference counting still frees everything."""
     was_enabled = gc.isenabled()
     gc.disable()
     try:
@@ -164,94 +262,90 @@ def _collector_paused():
             gc.enable()
 
 
-class _RankedItem(msgspec.Struct, gc=False):
+class _RankedItem(msgspec.Struct, forbid_unknown_fields=True, gc=False):
     article_id: str
+    score: float | None = None
 
 
-class _DefaultResponse(msgspec.Struct, gc=False):
-    """DEFAULT_RESPONSE_PATH as a type: decoding checks the path and reads only the ids. Other
-    members are skipped unparsed; a payload this refuses goes to response_path for the verdict."""
+class _DefaultResponse(msgspec.Struct, forbid_unknown_fields=True, gc=False):
+    """The reference recommender's response, `recommendations[].article_id` (DEFAULT_RESPONSE_PATH)
+    as a type: one C-level decode checks the path and reads the ids. Every member is declared and
+    typed, none skipped: a skipped member would escape checks orjson applies (1e400 is refused
+    by orjson, skipped by msgspec). A payload this refuses (other members, other types) goes to
+    orjson + response_path for the verdict, so this path never accepts more than that one.
+    tests/test_capture_typed.py holds it (and the catalog variant below) to the path."""
 
     recommendations: list[_RankedItem]
+    model_version: str | None = None
 
 
-def _scan_file(capture_file: CaptureFile, job: _Job) -> _Partial:
-    """One file's share of the pass.
+_catalog_decoders: dict[bytes, msgspec.json.Decoder] = {}  # per process: the last catalog's
 
-    The hot loop, per line: one typed msgspec decode of the record (shape checked in C), the
-    inference time (cached per second), one typed decode of a text response under the default
-    path, and a list.extend into the feeder. A line the typed decode refuses, or one with a
-    base64 payload or no output, takes the checked path (capture.py's own rules, orjson), which
-    gives exactly the verdict and malformed reason the pass always gave; likewise a response the
-    typed decode refuses goes through response_path.
-    """
-    uri, start, end, prefix = capture_file.uri, job.start, job.end, job.exclude_prefix
-    extract = compile_response_path(job.response_path)
-    partial = _Partial(DiversityAccumulator(job.k), malformed=MalformedLog(job.location_limit),
-                       unreadable=MalformedLog(job.location_limit))
-    feeder = RankedListFeeder(partial.accumulator, job.catalog)
-    add_list = feeder.add
-    loads, check, document = orjson.loads, check_record, payload_document
-    decode_record = typed_record_decoder().decode
-    decode_response = (msgspec.json.Decoder(_DefaultResponse).decode
-                       if job.response_path == DEFAULT_RESPONSE_PATH else None)
-    record_refused, response_refused = TYPED_DECODE_ERRORS, TYPED_DECODE_ERRORS
-    text_encodings = TEXT_ENCODINGS
-    last_time, last_moment = None, None
-    number = records = outside = replay = without_output = 0
+
+def _catalog_response_decoder(index: CatalogIndex) -> msgspec.json.Decoder:
+    """_DefaultResponse with `article_id` typed as the catalog's ids (a Literal): msgspec then hands
+    back the catalog's own str objects, hashed once, so counting allocates and hashes no string
+    per id (about 6% fewer instructions in the pass). An id missing from the catalog makes it refuse; the plain
+    _DefaultResponse decoder then reads that response. Derived from _RankedItem's own fields."""
+    decoder = _catalog_decoders.get(index.fingerprint)
+    if decoder is None:
+        article_id = Literal[tuple(index.article_ids)] if len(index) else str
+        item = msgspec.defstruct("CatalogRankedItem", [
+            (f.name, article_id if f.name == "article_id" else f.type, f.default)
+            for f in msgspec.structs.fields(_RankedItem)
+        ], forbid_unknown_fields=True, gc=False)
+        response = msgspec.defstruct("CatalogResponse", [
+            (f.name, list[item] if f.name == "recommendations" else f.type, f.default)
+            for f in msgspec.structs.fields(_DefaultResponse)
+        ], forbid_unknown_fields=True, gc=False)
+        _catalog_decoders.clear()
+        decoder = _catalog_decoders[index.fingerprint] = msgspec.json.Decoder(response)
+    return decoder
+
+
+def _scan_files(capture_files: list[CaptureFile], job: _Job) -> _Partial:
+    """A run of files' share of the pass: ranked ids of each live response, batched into the accumulator."""
+    partial = _Partial.empty(job)
+    accumulator, k, unreadable = partial.accumulator, job.k, partial.unreadable
+    extract, loads, article_ids = compile_response_path(job.response_path), orjson.loads, attrgetter("article_id")
+    decode_catalog_response = decode_response = None
+    if job.response_path == DEFAULT_RESPONSE_PATH:
+        decode_catalog_response = _catalog_response_decoder(job.catalog).decode
+        decode_response = msgspec.json.Decoder(_DefaultResponse).decode
+    response_refused = TYPED_DECODE_ERRORS
+    batch = k * _BATCH_LISTS
+    slots: list[str | None] = []
+    without_output = 0
     with _collector_paused():
-        for number, line in enumerate(iter_lines(uri), 1):
-            body = None
-            try:
-                record = decode_record(line)
-                output = record.captureData.endpointOutput
-                endpoint_input = record.captureData.endpointInput
-                if (output is not None and output.encoding in text_encodings
-                        and (endpoint_input is None or endpoint_input.encoding in text_encodings)):
-                    text = record.eventMetadata.inferenceTime
-                    if text != last_time:
-                        last_moment, last_time = parse_inference_time(text), text
-                    moment, inference_id, body = last_moment, record.eventMetadata.inferenceId, output.data
-            except record_refused:
-                pass
-            except MalformedRecord:  # a bad timestamp: the checked path reports it
-                pass
-            if body is None:  # the checked path
-                try:
-                    checked = check(load_line(line))
-                    if checked.endpoint_input is not None:
-                        check_payload(checked.endpoint_input)  # e.g. bad base64 in the input: malformed
-                    output = checked.endpoint_output
-                    body = None if output is None else document(output)
-                except MalformedRecord as error:
-                    partial.malformed.add(uri, number, error)
+        for capture_file in capture_files:
+            uri = capture_file.uri
+            for number, _, _, body in _file_records(uri, job.selection, partial.malformed, partial.counts):
+                if body is None:
+                    without_output += 1
                     continue
-                moment, inference_id = checked.inference_time, checked.metadata.get("inferenceId")
-            records += 1
-            if (start is not None and moment < start) or (end is not None and moment >= end):
-                outside += 1
-                continue
-            if prefix and inference_id is not None and inference_id.startswith(prefix):
-                replay += 1
-                continue
-            if body is None:
-                without_output += 1
-                continue
-            if decode_response is not None and type(body) is str:
-                try:
-                    add_list([item.article_id for item in decode_response(body).recommendations])
-                    continue
-                except response_refused:
-                    pass
-            try:
-                ranked = extract(loads(body))
-            except ValueError as error:  # orjson.JSONDecodeError is a ValueError too
-                partial.unreadable.add(uri, number, MalformedRecord("bad-response", str(error)))
-                continue
-            add_list(ranked)
-        feeder.flush()
-    partial.counts.update(files_read=1, lines_read=number, records_read=records, outside_window=outside,
-                          replay_excluded=replay, without_output=without_output)
+                items = None
+                if decode_response is not None:
+                    try:
+                        items = decode_catalog_response(body).recommendations
+                    except response_refused:
+                        try:  # e.g. an article missing from the catalog
+                            items = decode_response(body).recommendations
+                        except response_refused:
+                            pass
+                if items is not None:
+                    slots += map(article_ids, items) if len(items) == k else top_k_slots(list(map(article_ids, items)), k)
+                else:
+                    try:
+                        ranked = extract(loads(body))
+                    except ValueError as error:  # orjson.JSONDecodeError is a ValueError too
+                        unreadable.add(uri, number, MalformedRecord("bad-response", str(error)))
+                        continue
+                    slots += ranked if len(ranked) == k else top_k_slots(ranked, k)
+                if len(slots) >= batch:
+                    accumulator.add_slots(slots)
+                    slots = []
+        accumulator.add_slots(slots)
+    partial.without_output = without_output
     return partial
 
 
@@ -263,8 +357,20 @@ def _init_worker(job: _Job) -> None:
     _worker_job = job
 
 
-def _scan_in_worker(capture_file: CaptureFile) -> _Partial:
-    return _scan_file(capture_file, _worker_job)
+def _scan_in_worker(capture_files: list[CaptureFile]) -> _Partial:
+    return _scan_files(capture_files, _worker_job)
+
+
+def _runs(items: list, parts: int) -> list[list]:
+    """`items` cut into at most `parts` contiguous runs of near-equal length, in order."""
+    parts = max(1, min(parts, len(items)))
+    size, extra = divmod(len(items), parts)
+    runs, begin = [], 0
+    for index in range(parts):
+        end = begin + size + (index < extra)
+        runs.append(items[begin:end])
+        begin = end
+    return runs
 
 
 @dataclass
@@ -288,7 +394,7 @@ class CaptureStats:
 
     @property
     def live_lists(self) -> int:
-        return sum(self.accumulator.histogram)
+        return self.accumulator.lists
 
     def to_dict(self) -> dict:
         collapse = self.accumulator.collapse()
@@ -329,7 +435,7 @@ def _process_context(source: str):
 
 def live_diversity(
     source: str,
-    catalog: Mapping[str, str],
+    catalog: Mapping[str, str] | CatalogIndex,
     k: int = 10,
     start: datetime | None = None,
     end: datetime | None = None,
@@ -343,26 +449,26 @@ def live_diversity(
         raise ValueError(f"workers must be at least 1, got {workers}")
     start, end = _aware(start), _aware(end)
     compile_response_path(response_path)  # a bad expression fails here, not in every worker
-    DiversityAccumulator(k)  # likewise for k
+    index = catalog if isinstance(catalog, CatalogIndex) else CatalogIndex(catalog)
+    index.fingerprint  # computed once here, carried to the workers, compared on every merge
+    job = _Job(index, k, _Selection(start, end, exclude_inference_prefix or None), response_path, location_limit)
+    total = _Partial.empty(job)  # also checks k
     listing = list_capture_files(source, start, end)
-    job = _Job(CatalogIndex(catalog), k, start, end, exclude_inference_prefix or None, response_path, location_limit)
-    total = _Partial(DiversityAccumulator(k), malformed=MalformedLog(location_limit),
-                     unreadable=MalformedLog(location_limit))
     if workers == 1 or len(listing.files) < 2:
-        for capture_file in listing.files:
-            total.merge(_scan_file(capture_file, job))
+        total.merge(_scan_files(listing.files, job))
     else:
-        with ProcessPoolExecutor(min(workers, len(listing.files)), mp_context=_process_context(source),
+        runs = _runs(listing.files, workers * _TASKS_PER_WORKER)
+        with ProcessPoolExecutor(min(workers, len(runs)), mp_context=_process_context(source),
                                  initializer=_init_worker, initargs=(job,)) as pool:
-            for partial in pool.map(_scan_in_worker, listing.files):  # in file order: deterministic
+            for partial in pool.map(_scan_in_worker, runs):  # in file order: deterministic
                 total.merge(partial)
     counts = total.counts
     return CaptureStats(
         source=source, start=start, end=end, k=k, response_path=response_path,
-        exclude_inference_prefix=job.exclude_prefix, files_read=counts["files_read"],
-        skipped_files=listing.skipped, lines_read=counts["lines_read"], records_read=counts["records_read"],
-        malformed=total.malformed, outside_window=counts["outside_window"],
-        replay_excluded=counts["replay_excluded"], without_output=counts["without_output"],
+        exclude_inference_prefix=job.selection.exclude_prefix, files_read=counts.files_read,
+        skipped_files=listing.skipped, lines_read=counts.lines_read, records_read=counts.records_read,
+        malformed=total.malformed, outside_window=counts.outside_window,
+        replay_excluded=counts.replay_excluded, without_output=total.without_output,
         unreadable_responses=total.unreadable, accumulator=total.accumulator,
     )
 
@@ -386,7 +492,9 @@ def register(parser: argparse.ArgumentParser) -> None:
         "Read captured traffic (an S3 prefix or a local folder) and print a JSON summary: records read, "
         "malformed lines with their locations, replay records excluded, live-traffic diversity and slot collapse."
     )
-    parser.add_argument("source", metavar="SOURCE", help="s3://bucket/prefix (DestinationS3Uri, endpoint or variant level) or a local folder")
+    parser.add_argument("source", metavar="SOURCE",
+                        help="s3://bucket/prefix or a local folder: the DestinationS3Uri, an endpoint or variant "
+                             "folder, or a year, month, day or hour folder inside a variant")
     parser.add_argument("--catalog", required=True, metavar="URI", help="article catalog (CSV or JSON Lines: article_id, category)")
     parser.add_argument("--start", type=_instant, metavar="T", help="ISO-8601 start of the window (inclusive)")
     parser.add_argument("--end", type=_instant, metavar="T", help="ISO-8601 end of the window (exclusive)")

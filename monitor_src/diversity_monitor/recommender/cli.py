@@ -7,18 +7,19 @@ serve`, and the image's ENTRYPOINT is `diversity-monitor recommender`.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
 from diversity_monitor import container_paths
 
 
-def _non_negative(text: str) -> float:
-    value = float(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
-    return value
+def _latency(text: str) -> float:
+    from diversity_monitor.recommender.server import LatencyError, parse_latency_ms
+
+    try:
+        return parse_latency_ms(text, "--latency-ms")
+    except LatencyError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def register(parser: argparse.ArgumentParser) -> None:
@@ -54,15 +55,16 @@ def register(parser: argparse.ArgumentParser) -> None:
         "--host", default=None,
         help="bind address (default 0.0.0.0 inside a SageMaker container, 127.0.0.1 elsewhere)",
     )
-    # SageMaker hands a model's `Environment` to its container, so latency can be set per model.
-    serve.add_argument("--latency-ms", type=_non_negative, default=float(os.environ.get("RECOMMENDER_LATENCY_MS", 0)),
+    # SageMaker hands a model's `Environment` to its container, so latency can be set per model:
+    # the variable is read (and checked) by `serve` only, never while building the parser.
+    serve.add_argument("--latency-ms", type=_latency, default=None,
                        help="fixed latency added to each invocation (default: $RECOMMENDER_LATENCY_MS or 0)")
     serve.add_argument("--access-log", action="store_true", help="log every request")
     serve.set_defaults(handler=_serve)
 
 
 def _fail(error: Exception) -> int:
-    print(f"error: {error}", file=sys.stderr)
+    print(f"error: {type(error).__name__}: {error}", file=sys.stderr)
     return 1
 
 

@@ -5,13 +5,15 @@ into /opt/ml/model, and talks HTTP on port 8080 (or `SAGEMAKER_BIND_TO_PORT`): `
 answers 200 once the model is loaded; `POST /invocations` takes the request body InvokeEndpoint
 was given and returns the body the caller gets. Everything the caller did wrong is a 4xx with
 `{"error": reason}`; Starlette's error middleware turns anything unexpected into a bare 500
-without a traceback.
+without a traceback. `recommend()` is CPU work, so it runs in Starlette's thread pool: the event
+loop stays free to answer /ping (the platform's health check) while requests are scored.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import os
 import sys
 import threading
@@ -21,6 +23,7 @@ from typing import Iterator
 import orjson
 import uvicorn
 from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
@@ -31,8 +34,28 @@ from diversity_monitor.recommender import model
 
 PORT_ENV = "SAGEMAKER_BIND_TO_PORT"
 DEFAULT_PORT = 8080
+LATENCY_ENV = "RECOMMENDER_LATENCY_MS"  # SageMaker hands a model's `Environment` to its container
 MAX_BODY_BYTES = 6 * 1024 * 1024  # InvokeEndpoint's payload limit
 JSON = "application/json"
+
+
+class LatencyError(ValueError):
+    """A fixed latency that is not a finite number of milliseconds >= 0; the message names its source."""
+
+
+def parse_latency_ms(value: str | float, source: str) -> float:
+    """The one check of the fixed latency option, wherever it comes from (flag, environment, code)."""
+    try:
+        latency = float(value)
+    except (TypeError, ValueError):
+        raise LatencyError(f"{source}={value!r} is not a number of milliseconds") from None
+    if not math.isfinite(latency) or latency < 0:  # asyncio.sleep(nan) never returns
+        raise LatencyError(f"{source}={value!r}: the latency must be a finite number of milliseconds >= 0")
+    return latency
+
+
+def latency_from_environment() -> float:
+    return parse_latency_ms(os.environ.get(LATENCY_ENV, "0"), LATENCY_ENV)
 
 def _json(payload: dict, status: int = 200) -> Response:
     return Response(orjson.dumps(payload), status_code=status, media_type=JSON)
@@ -43,23 +66,28 @@ def _error(status: int, reason: str) -> Response:
 
 
 def create_app(model_dir: str | Path | None = None, latency_ms: float = 0) -> Starlette:
-    """An app serving the model in `model_dir` (default: /opt/ml/model through container_paths)."""
-    if latency_ms < 0:
-        raise ValueError(f"latency_ms must be >= 0, got {latency_ms}")
+    """An app serving the model in `model_dir` (default: /opt/ml/model through container_paths).
+
+    The loaded model is `app.state.recommender`, read per request."""
+    delay = parse_latency_ms(latency_ms, "latency_ms") / 1000.0
     directory = Path(model_dir) if model_dir is not None else container_paths.resolve(container_paths.MODEL_DIR)
     recommender = model.load(directory)  # fails here, before serving, if the artifact is bad
-    delay = latency_ms / 1000.0
 
     async def ping(request: Request) -> Response:
-        return _json({"status": "healthy", "model_version": recommender.version})
+        return _json({"status": "healthy", "model_version": request.app.state.recommender.version})
 
     async def invocations(request: Request) -> Response:
         media_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
         if media_type != JSON:
             return _error(415, f"Content-Type must be {JSON}, got {media_type or 'none'!r}")
-        body = await request.body()
-        if len(body) > MAX_BODY_BYTES:
-            return _error(413, f"request body is {len(body)} bytes; the limit is {MAX_BODY_BYTES}")
+        declared = _declared_length(request)
+        if declared is not None and declared > MAX_BODY_BYTES:  # refused before reading it
+            return _error(413, f"request body is {declared} bytes; the limit is {MAX_BODY_BYTES}")
+        body = bytearray()
+        async for chunk in request.stream():  # a chunked body has no length: counted as it arrives
+            body += chunk
+            if len(body) > MAX_BODY_BYTES:
+                return _error(413, f"request body is over {MAX_BODY_BYTES} bytes, the limit")
         try:
             payload = orjson.loads(body)
         except orjson.JSONDecodeError as error:
@@ -67,7 +95,7 @@ def create_app(model_dir: str | Path | None = None, latency_ms: float = 0) -> St
         if delay:
             await asyncio.sleep(delay)  # fixed latency for benchmarks; other requests go on meanwhile
         try:
-            return _json(recommender.recommend(payload))
+            return _json(await run_in_threadpool(request.app.state.recommender.recommend, payload))
         except model.RequestError as error:
             return _error(400, str(error))
 
@@ -79,8 +107,19 @@ def create_app(model_dir: str | Path | None = None, latency_ms: float = 0) -> St
         Route("/invocations", invocations, methods=["POST"]),
     ]
     app = Starlette(routes=routes, exception_handlers={HTTPException: http_error})
+    app.state.recommender = recommender
     app.state.model_version = recommender.version
     return app
+
+
+def _declared_length(request: Request) -> int | None:
+    text = request.headers.get("content-length")
+    if text is None:
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        raise HTTPException(400, f"Content-Length {text[:40]!r} is not a number") from None
 
 
 def default_port() -> int:
@@ -108,10 +147,12 @@ def serve(
     model_dir: str | Path | None = None,
     host: str | None = None,
     port: int | None = None,
-    latency_ms: float = 0,
+    latency_ms: float | None = None,
     access_log: bool = False,
 ) -> None:
-    """Run the server in the foreground until SIGINT/SIGTERM (uvicorn handles both)."""
+    """Run the server in the foreground until SIGINT/SIGTERM (uvicorn handles both); the latency
+    defaults to $RECOMMENDER_LATENCY_MS, else 0."""
+    latency_ms = latency_from_environment() if latency_ms is None else latency_ms
     app = create_app(model_dir, latency_ms)
     print(f"recommender: serving model {app.state.model_version} (latency {latency_ms} ms)", file=sys.stderr, flush=True)
     uvicorn.run(
@@ -125,15 +166,15 @@ def serve(
 
 @contextlib.contextmanager
 def serving(
-    model_dir: str | Path, host: str = "127.0.0.1", port: int = 0, latency_ms: float = 0
+    model_dir: str | Path | Starlette, host: str = "127.0.0.1", port: int = 0, latency_ms: float = 0
 ) -> Iterator[str]:
-    """The real server in a background thread, for tests, notebooks and benchmarks.
+    """The real server in a background thread, for tests, notebooks and benchmarks: a model
+    directory's app (create_app), or an app already made.
 
     Yields its base URL. Port 0 takes a free port from the OS, so parallel runs never collide.
     """
-    config = uvicorn.Config(
-        create_app(model_dir, latency_ms), host=host, port=port, access_log=False, log_level="warning"
-    )
+    app = model_dir if isinstance(model_dir, Starlette) else create_app(model_dir, latency_ms)
+    config = uvicorn.Config(app, host=host, port=port, access_log=False, log_level="warning")
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, name=f"recommender-{host}:{port}", daemon=True)
     thread.start()
