@@ -10,6 +10,7 @@ scenario's own steps.
 
 from __future__ import annotations
 
+import os
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -24,7 +25,11 @@ SMALL_PLAN = ScenarioPlan(sessions=100, live_requests_per_hour=40)
 def deployed_stack(path: Path, monkeypatch, plan: ScenarioPlan = SMALL_PLAN):
     clock = SimulatedClock(plan.start)
     with start_stack(path / "stack", port=0, clock=clock) as stack:
-        for key, value in stack.platform.aws_environment().items():
+        # Exactly the stack's AWS settings: a developer's AWS_PROFILE or AWS_ENDPOINT_URL_S3 must not
+        # reach this process or the papermill kernels it starts.
+        for key in [key for key in os.environ if key.startswith("AWS_")]:
+            monkeypatch.delenv(key)
+        for key, value in stack.platform.client_environment().items():
             monkeypatch.setenv(key, value)
         scenario = IncidentScenario(workdir=path / "work", advance=stack.platform.advance, now=clock.now, plan=plan)
         scenario.prepare_models()

@@ -200,6 +200,13 @@ def test_period_limits():
         validate_period(90, 3)
     with pytest.raises(ValueError, match="7 days"):
         validate_period(86400, 8)
+    # Under an hour, the whole range may span one day at most [API: PutMetricAlarm Period].
+    validate_period(60, 1440)
+    validate_period(3600, 168)
+    with pytest.raises(ValueError, match="exceeds one day .* Period under one hour"):
+        validate_period(60, 1441)
+    with pytest.raises(ValueError, match="exceeds one day"):
+        validate_period(1800, 49)
 
 
 UTC = timezone.utc

@@ -2,8 +2,9 @@
 notifications in CloudWatch's format, and DescribeAlarmHistory in botocore's output shape.
 
 The stack is a small real class exposing what LocalPlatform offers the evaluator (clock, store,
-moto clients, operation registry); `call` does what the gateway does with a request: validate it
-against botocore's input shape, then run the registered handler.
+state folder, moto clients, operation registry); `call` does what the gateway does with a
+request: validate it against botocore's input shape, then run the registered handler. Metric
+data goes in as on the stack, through the PutMetricData handler (`metric_data`).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import json
 import uuid
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
 import boto3
 import botocore.session
@@ -18,7 +20,7 @@ import pytest
 from botocore.config import Config
 from botocore.validate import ParamValidator, validate_parameters
 
-from diversity_monitor.local.alarms import install
+from diversity_monitor.local import alarms, metric_data
 from diversity_monitor.local.clock import SimulatedClock
 from diversity_monitor.local.errors import ServiceError, ValidationError
 from diversity_monitor.local.store import Store
@@ -38,6 +40,7 @@ class Stack:
     def __init__(self, moto_url: str, clock: SimulatedClock, state_dir) -> None:
         self.moto_url = moto_url
         self.clock = clock
+        self.state_dir = state_dir
         self.store = Store(state_dir)
         self.operations: dict[str, dict] = {}
         self.clients: dict[str, object] = {}
@@ -56,6 +59,12 @@ class Stack:
     def call(self, service: str, operation: str, **params):
         validate_parameters(params, MODEL.operation_model(operation).input_shape)
         return self.operations[service][operation](self, params)
+
+
+def install(stack: Stack) -> alarms.AlarmEvaluator:
+    """What start_stack installs for CloudWatch, in its order."""
+    metric_data.install(stack)
+    return alarms.install(stack)
 
 
 def assert_output_shape(operation: str, output: dict) -> None:
@@ -115,17 +124,16 @@ def alarm_params(names, topic, **overrides):
     return params
 
 
-def hourly_publisher(names, values_by_hour, minute=5):
+def hourly_publisher(stack, names, values_by_hour, minute=5):
     """The monitoring job: at HH:05 it publishes the HH:00 measurement. Dimensions in the other
-    order than the alarm's, as a publisher is free to do; plus another schedule's datum that the
-    alarm must not see."""
-    cloudwatch = boto3.client("cloudwatch")
+    order than the alarm's, as a publisher is free to do (moto alone would not match them to the
+    alarm's query); plus another schedule's datum that the alarm must not see."""
 
     def publish(now: datetime) -> None:
         if now.minute != minute or now.hour not in values_by_hour:
             return
         stamp = now.replace(minute=0)
-        cloudwatch.put_metric_data(Namespace=NAMESPACE, MetricData=[
+        stack.call("cloudwatch", "PutMetricData", Namespace=NAMESPACE, MetricData=[
             {"MetricName": METRIC, "Timestamp": stamp, "Value": values_by_hour[now.hour],
              "Dimensions": [{"Name": "MonitoringSchedule", "Value": names["schedule"]},
                             {"Name": "Endpoint", "Value": names["endpoint"]}]},
@@ -145,7 +153,7 @@ def test_two_bad_hours_page_the_on_call_and_recovery_clears_it(aws_env, names, i
     topic, received = inbox
     clock = SimulatedClock(datetime(2026, 11, 25, 9, 30, tzinfo=UTC))
     stack = Stack(aws_env, clock, tmp_path)
-    clock.subscribe(hourly_publisher(names, {10: 5.0, 11: 3.0, 12: 2.0, 13: 6.0, 14: 7.0}))
+    clock.subscribe(hourly_publisher(stack, names, {10: 5.0, 11: 3.0, 12: 2.0, 13: 6.0, 14: 7.0}))
     install(stack)
     cleanup.append(names["alarm"])
 
@@ -228,7 +236,7 @@ def test_alarm_history_filters_and_pages(aws_env, names, inbox, cleanup, tmp_pat
     topic, _ = inbox
     clock = SimulatedClock(datetime(2026, 11, 25, 9, 30, tzinfo=UTC))
     stack = Stack(aws_env, clock, tmp_path)
-    clock.subscribe(hourly_publisher(names, {10: 1.0}))
+    clock.subscribe(hourly_publisher(stack, names, {10: 1.0}))
     install(stack)
     cleanup.append(names["alarm"])
     stack.call("cloudwatch", "PutMetricAlarm", **alarm_params(names, topic, DatapointsToAlarm=1))
@@ -285,7 +293,7 @@ def test_wall_clock_window_sees_an_hour_only_once_it_is_over(aws_env, names, inb
     window = {"WallClockWindow": {"Timezone": "UTC"}}
     stack.call("cloudwatch", "PutMetricAlarm", **alarm_params(
         names, topic, EvaluationPeriods=1, DatapointsToAlarm=1, EvaluationWindow=window))
-    boto3.client("cloudwatch").put_metric_data(Namespace=NAMESPACE, MetricData=[{
+    stack.call("cloudwatch", "PutMetricData", Namespace=NAMESPACE, MetricData=[{
         "MetricName": METRIC, "Timestamp": datetime(2026, 11, 25, 12, 10, tzinfo=UTC), "Value": 1.0,
         "Dimensions": alarm_params(names, topic)["Dimensions"]}])
 
@@ -307,6 +315,9 @@ def test_invalid_alarm_definitions_are_rejected(aws_env, names, inbox, tmp_path)
     with pytest.raises(ValidationError, match="Period 120 is not supported with a wall clock"):
         stack.call("cloudwatch", "PutMetricAlarm", **alarm_params(
             names, topic, Period=120, EvaluationWindow={"WallClockWindow": {}}))
+    with pytest.raises(ValidationError, match="exceeds one day"):  # 5-minute periods over 25 hours
+        stack.call("cloudwatch", "PutMetricAlarm", **alarm_params(
+            names, topic, Period=300, EvaluationPeriods=300, DatapointsToAlarm=2))
     assert refused.value.code == "ValidationException"  # CloudWatch's modelled validation error
     assert boto3.client("cloudwatch").describe_alarms(AlarmNames=[names["alarm"]])["MetricAlarms"] == []
 
@@ -387,3 +398,98 @@ def test_through_the_gateway_with_unmodified_boto3(tmp_path):
                                         ComparisonOperator="LessThanThreshold")
         assert refused.value.response["Error"]["Code"] == "ValidationError"
         assert "DatapointsToAlarm" in refused.value.response["Error"]["Message"]
+
+        # PutMetricData: stamped by the stack's clock when the datum has no Timestamp; GetMetricData
+        # finds a datum whatever order its dimensions are named in, as CloudWatch does.
+        published = [{"Name": "MonitoringSchedule", "Value": "hourly"}, {"Name": "Endpoint", "Value": "recommender-prod"}]
+        cloudwatch.put_metric_data(Namespace="Custom/Test", MetricData=[
+            {"MetricName": "runs", "Value": 3.0, "Dimensions": published}])
+        for order in (published, published[::-1]):
+            answer = cloudwatch.get_metric_data(
+                MetricDataQueries=[{"Id": "runs", "MetricStat": {"Metric": {
+                    "Namespace": "Custom/Test", "MetricName": "runs", "Dimensions": order}, "Period": 60, "Stat": "Sum"}}],
+                StartTime=datetime(2026, 11, 25, 12, 50, tzinfo=UTC), EndTime=datetime(2026, 11, 25, 13, 10, tzinfo=UTC))
+            [result] = answer["MetricDataResults"]
+            assert (result["Timestamps"], result["Values"]) == ([datetime(2026, 11, 25, 13, 0, tzinfo=UTC)], [3.0])
+        # ... and refuses what CloudWatch refuses although the API model allows it.
+        for datum, problem in (
+            ({"Timestamp": datetime(2026, 11, 1, tzinfo=UTC), "Value": 1.0}, "outside what CloudWatch accepts"),
+            ({"Value": float("nan")}, "values must be finite"),
+            ({"Value": 1e200}, "outside -2^360..2^360"),
+        ):
+            with pytest.raises(ClientError) as refused:
+                cloudwatch.put_metric_data(Namespace="Custom/Test", MetricData=[{"MetricName": "runs", **datum}])
+            assert refused.value.response["Error"]["Code"] == "InvalidParameterValue", refused.value.response["Error"]
+            assert problem in refused.value.response["Error"]["Message"]
+
+
+def query_protocol_client(url: str, models: Path):
+    """CloudWatch as older clients speak it (AWS CLI v1, boto3 before CloudWatch's JSON protocol):
+    botocore's own service model, restricted to the query protocol, so botocore's QuerySerializer
+    writes the requests and its QueryParser reads the answers."""
+    import botocore.session
+
+    model = botocore.session.get_session().get_component("data_loader").load_service_model("cloudwatch", "service-2")
+    model["metadata"].update(protocol="query", protocols=["query"])
+    model["metadata"].pop("awsQueryCompatible", None)
+    folder = models / "cloudwatch" / model["metadata"]["apiVersion"]
+    folder.mkdir(parents=True)
+    (folder / "service-2.json").write_text(json.dumps(model))
+    session = botocore.session.Session()
+    session.set_config_variable("data_path", str(models))
+    client = boto3.session.Session(botocore_session=session).client(
+        "cloudwatch", endpoint_url=url, region_name=REGION, aws_access_key_id="testing",
+        aws_secret_access_key="testing", config=Config(retries={"max_attempts": 1}))
+    assert client.meta.service_model.resolved_protocol == "query"
+    return client
+
+
+def test_clients_speaking_the_query_protocol_reach_the_same_handlers(tmp_path):
+    """Without query support these requests went to moto: PutMetricAlarm unevaluated (moto's OK
+    state), DescribeAlarmHistory an HTTP 500."""
+    from botocore.exceptions import ClientError
+
+    from diversity_monitor.local.platform import start_stack
+
+    clock = SimulatedClock(datetime(2026, 11, 25, 12, 0, tzinfo=UTC))
+    with start_stack(tmp_path / "stack", port=0, clock=clock) as stack:
+        cloudwatch = query_protocol_client(stack.url, tmp_path / "models")
+        dimensions = [{"Name": "Endpoint", "Value": "recommender-prod"}, {"Name": "MonitoringSchedule", "Value": "hourly"}]
+        window = {"WallClockWindow": {"Timezone": "UTC"}}
+        cloudwatch.put_metric_alarm(AlarmName="diversity-low", Namespace=NAMESPACE, MetricName=METRIC,
+                                    Dimensions=dimensions, Statistic="Average", Period=3600, EvaluationPeriods=1,
+                                    Threshold=4.0, ComparisonOperator="LessThanThreshold", AlarmActions=[],
+                                    EvaluationWindow=window)
+        alarm = cloudwatch.describe_alarms(AlarmNames=["diversity-low"])["MetricAlarms"][0]
+        assert (alarm["StateValue"], alarm["StateReason"]) == ("INSUFFICIENT_DATA", "Unchecked: Initial alarm creation")
+        assert alarm["EvaluationWindow"] == window and alarm["Dimensions"] == dimensions
+        assert alarm["StateUpdatedTimestamp"] == datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
+
+        cloudwatch.put_metric_data(Namespace=NAMESPACE, MetricData=[{
+            "MetricName": METRIC, "Value": 2.0, "Timestamp": datetime(2026, 11, 25, 12, 30, tzinfo=UTC),
+            "Dimensions": dimensions[::-1]}])
+        stack.platform.advance(3600)
+        history = cloudwatch.describe_alarm_history(AlarmName="diversity-low", HistoryItemType="StateUpdate")
+        assert [(i["HistorySummary"], i["Timestamp"]) for i in history["AlarmHistoryItems"]] == [
+            ("Alarm updated from INSUFFICIENT_DATA to ALARM", datetime(2026, 11, 25, 13, 0, tzinfo=UTC))]
+        answer = cloudwatch.get_metric_data(
+            MetricDataQueries=[{"Id": "m", "MetricStat": {"Metric": {"Namespace": NAMESPACE, "MetricName": METRIC,
+                                                                     "Dimensions": dimensions}, "Period": 3600, "Stat": "Average"}}],
+            StartTime=datetime(2026, 11, 25, 12, 0, tzinfo=UTC), EndTime=datetime(2026, 11, 25, 13, 0, tzinfo=UTC))
+        assert answer["MetricDataResults"][0]["Values"] == [2.0]
+        # What the stack does not handle itself still reaches moto in the same protocol.
+        listed = cloudwatch.list_metrics(Namespace=NAMESPACE, MetricName=METRIC)["Metrics"]
+        assert [metric["MetricName"] for metric in listed] == [METRIC]
+
+        with pytest.raises(ClientError) as refused:
+            cloudwatch.set_alarm_state(AlarmName="no-such-alarm", StateValue="OK", StateReason="x")
+        assert refused.value.response["Error"]["Code"] == "ResourceNotFound"
+        with pytest.raises(ClientError) as refused:
+            cloudwatch.put_metric_alarm(AlarmName="bad", Namespace=NAMESPACE, MetricName=METRIC, Statistic="Average",
+                                        Period=300, EvaluationPeriods=300, DatapointsToAlarm=1, Threshold=4.0,
+                                        ComparisonOperator="LessThanThreshold")
+        assert refused.value.response["Error"]["Code"] == "ValidationError"
+        assert "exceeds one day" in refused.value.response["Error"]["Message"]
+        with pytest.raises(ClientError) as refused:
+            cloudwatch.put_metric_data(Namespace=NAMESPACE, MetricData=[{"MetricName": METRIC, "Value": float("inf")}])
+        assert refused.value.response["Error"]["Code"] == "InvalidParameterValue"

@@ -7,11 +7,13 @@ restarts it on the same state folder and port.
 
 from __future__ import annotations
 
+import base64
 import functools
 import json
 import urllib.error
 import urllib.request
-from datetime import datetime, timezone
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timedelta, timezone
 
 import boto3
 import pytest
@@ -254,6 +256,113 @@ def test_target_variant_and_weights_route_invocations(stack, deployed):
     assert error_of(sagemaker.describe_endpoint, EndpointName="canary")["Error"]["Code"] == "ValidationException"
 
 
+# --- data capture as each endpoint config says ---------------------------------------------------
+
+ECHO_SERVER = """
+import os, sys
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+class Echo(BaseHTTPRequestHandler):  # a model that answers with what it was sent
+    def do_GET(self):
+        self.send_response(200 if self.path == "/ping" else 404)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        self.send_response(200)
+        self.send_header("Content-Type", self.headers.get("Content-Type", "application/octet-stream"))
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+ThreadingHTTPServer(("127.0.0.1", int(os.environ["SAGEMAKER_BIND_TO_PORT"])), Echo).serve_forever()
+"""
+ECHO_IMAGE = "123456789012.dkr.ecr.eu-west-1.amazonaws.com/echo-model:1"
+
+
+@pytest.fixture(scope="module")
+def echo_endpoints(stack, tmp_path_factory):
+    """An echo model behind three endpoints whose capture configs differ; deleted afterwards."""
+    from diversity_monitor.local import images
+
+    folder = tmp_path_factory.mktemp("echo")
+    (folder / "echo.py").write_text(ECHO_SERVER)
+    (folder / "Dockerfile.echo").write_text(f'FROM python:3.12-slim\nWORKDIR /opt/ml\nENTRYPOINT ["python", "{folder / "echo.py"}"]\n')
+    sagemaker = client(stack, "sagemaker")
+    configs = {
+        "echo-sampled": capture_config(percentage=30),
+        "echo-input-only": {**capture_config(), "CaptureOptions": [{"CaptureMode": "Input"}]},
+        "echo-csv": {**capture_config(), "CaptureContentTypeHeader": {"CsvContentTypes": ["text/csv"]}},
+    }
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setitem(images.LOCAL_IMAGES, "echo-model", str(folder / "Dockerfile.echo"))
+        s3 = client(stack, "s3")
+        if BUCKET not in {bucket["Name"] for bucket in s3.list_buckets()["Buckets"]}:
+            s3.create_bucket(Bucket=BUCKET, CreateBucketConfiguration={"LocationConstraint": REGION})
+        sagemaker.create_model(ModelName="echo", ExecutionRoleArn=ROLE, PrimaryContainer={"Image": ECHO_IMAGE})
+        for name, config in configs.items():
+            sagemaker.create_endpoint_config(EndpointConfigName=name, ProductionVariants=[variant("AllTraffic", "echo")],
+                                             DataCaptureConfig=config)
+            sagemaker.create_endpoint(EndpointName=name, EndpointConfigName=name)
+        for name in configs:
+            sagemaker.get_waiter("endpoint_in_service").wait(EndpointName=name, WaiterConfig={"Delay": 1, "MaxAttempts": 60})
+        yield list(configs)
+        for name in configs:
+            sagemaker.delete_endpoint(EndpointName=name)
+
+
+def captured_lines(stack, endpoint) -> list[dict]:
+    """Every capture line S3 holds for the endpoint, after the minute tick that delivers them."""
+    advance(stack, 60)
+    s3 = client(stack, "s3")
+    keys = [item["Key"] for page in s3.get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix=f"datacapture/{endpoint}/AllTraffic/")
+            for item in page.get("Contents", [])]
+    return [json.loads(line) for key in keys for line in s3.get_object(Bucket=BUCKET, Key=key)["Body"].read().splitlines()]
+
+
+def test_capture_samples_the_configured_percentage(stack, echo_endpoints):
+    runtime = client(stack, "sagemaker-runtime")
+
+    def call(n):
+        runtime.invoke_endpoint(EndpointName="echo-sampled", Body=json.dumps({"n": n}), ContentType="application/json")
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        list(pool.map(call, range(300)))
+    lines = captured_lines(stack, "echo-sampled")
+    # 30% of 300 is 90 (standard deviation 7.9): outside 40..140 happens about once in 10^10 runs.
+    assert 40 <= len(lines) <= 140, len(lines)
+    assert all(line["captureData"]["endpointOutput"]["encoding"] == "JSON" for line in lines)
+    numbers = [json.loads(line["captureData"]["endpointInput"]["data"])["n"] for line in lines]
+    assert len(set(numbers)) == len(numbers)  # each captured invocation once
+
+
+def test_capture_options_input_only_leave_the_output_out(stack, echo_endpoints):
+    client(stack, "sagemaker-runtime").invoke_endpoint(EndpointName="echo-input-only", Body=json.dumps(REQUEST),
+                                                       ContentType="application/json", InferenceId="only-input")
+    [line] = captured_lines(stack, "echo-input-only")
+    assert list(line["captureData"]) == ["endpointInput"]
+    assert line["captureData"]["endpointInput"] == {
+        "observedContentType": "application/json", "mode": "INPUT", "data": json.dumps(REQUEST), "encoding": "JSON"}
+    assert line["eventMetadata"]["inferenceId"] == "only-input"
+
+
+def test_csv_content_types_are_kept_as_text_and_unlisted_ones_base64(stack, echo_endpoints):
+    runtime = client(stack, "sagemaker-runtime")
+    runtime.invoke_endpoint(EndpointName="echo-csv", Body=b"u0001,3\n", ContentType="text/csv", InferenceId="csv")
+    binary = bytes(range(256))
+    runtime.invoke_endpoint(EndpointName="echo-csv", Body=binary, ContentType="application/x-npy", InferenceId="npy")
+    by_id = {line["eventMetadata"]["inferenceId"]: line["captureData"] for line in captured_lines(stack, "echo-csv")}
+    assert by_id["csv"]["endpointInput"] == {"observedContentType": "text/csv", "mode": "INPUT", "data": "u0001,3\n", "encoding": "CSV"}
+    assert by_id["csv"]["endpointOutput"] == {"observedContentType": "text/csv", "mode": "OUTPUT", "data": "u0001,3\n", "encoding": "CSV"}
+    encoded = base64.b64encode(binary).decode()
+    for side, mode in (("endpointInput", "INPUT"), ("endpointOutput", "OUTPUT")):
+        assert by_id["npy"][side] == {"observedContentType": "application/x-npy", "mode": mode, "data": encoded, "encoding": "BASE64"}
+
+
 # --- error paths --------------------------------------------------------------------------------
 
 def test_unknown_endpoint_is_a_validation_error_everywhere(stack, deployed):
@@ -348,4 +457,52 @@ def test_restart_keeps_state_and_redeploys_endpoints(stack, deployed):
     configs = client(stack, "sagemaker").list_endpoint_configs(SortBy="Name", SortOrder="Ascending")["EndpointConfigs"]
     # Every config survives, whichever tests of this module made them.
     assert [item["EndpointConfigName"] for item in configs] == [item["EndpointConfigName"] for item in configs_before]
-    assert {"c-canary", "c-v1", "c-v2"} <= {item["EndpointConfigName"] for item in configs}
+    assert "c-v1" in {item["EndpointConfigName"] for item in configs}  # the deployed fixture's, at least
+
+
+def test_restart_keeps_the_pager_and_the_metric_data_alarms_evaluate(stack):
+    """SNS, SQS and CloudWatch live in moto's memory: after a restart the topic, the queue and its
+    waiting messages, the subscription (raw delivery) and the metric data must all be back, so
+    an alarm evaluates on data published before the restart and pages through the same queue."""
+    sns, sqs, cloudwatch = client(stack, "sns"), client(stack, "sqs"), client(stack, "cloudwatch")
+    topic = sns.create_topic(Name="pager", Attributes={"DisplayName": "On-call pager"})["TopicArn"]
+    queue_url = sqs.create_queue(QueueName="pager-standin", Attributes={"VisibilityTimeout": "45"})["QueueUrl"]
+    queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=queue_arn, Attributes={"RawMessageDelivery": "true"})
+    now = stack.platform.clock.now().replace(second=0, microsecond=0)
+    dimensions = [{"Name": "MonitoringSchedule", "Value": "hourly"}, {"Name": "Endpoint", "Value": "recs"}]
+    cloudwatch.put_metric_data(Namespace="aws/sagemaker/Endpoints/data-metrics", MetricData=[{
+        "MetricName": "top10_category_diversity_mean", "Value": 2.0, "Dimensions": dimensions,
+        "Timestamp": now - timedelta(minutes=30)}])
+    # 2 of 2 hours below 4; missing hours do not breach: one bad hour alone keeps it OK.
+    cloudwatch.put_metric_alarm(
+        AlarmName="diversity-low", Namespace="aws/sagemaker/Endpoints/data-metrics",
+        MetricName="top10_category_diversity_mean", Dimensions=dimensions[::-1], Statistic="Average",
+        Period=3600, EvaluationPeriods=2, DatapointsToAlarm=2, Threshold=4.0,
+        ComparisonOperator="LessThanThreshold", TreatMissingData="notBreaching",
+        AlarmActions=[topic], OKActions=[topic])
+    assert cloudwatch.describe_alarms(AlarmNames=["diversity-low"])["MetricAlarms"][0]["StateValue"] == "OK"
+
+    stack.restart()
+
+    [subscription] = sns.list_subscriptions_by_topic(TopicArn=topic)["Subscriptions"]
+    assert subscription["Endpoint"] == queue_arn
+    attributes = sns.get_subscription_attributes(SubscriptionArn=subscription["SubscriptionArn"])["Attributes"]
+    assert attributes["RawMessageDelivery"] == "true"
+    assert sns.get_topic_attributes(TopicArn=topic)["Attributes"]["DisplayName"] == "On-call pager"
+    assert sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["VisibilityTimeout"])["Attributes"] == {
+        "VisibilityTimeout": "45"}
+    [kept] = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10)["Messages"]  # sent before the restart
+    assert json.loads(kept["Body"])["NewStateValue"] == "OK"
+    sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=kept["ReceiptHandle"])
+
+    # A second bad hour after the restart: with the first one restored, 2 of 2 breach.
+    cloudwatch.put_metric_data(Namespace="aws/sagemaker/Endpoints/data-metrics", MetricData=[{
+        "MetricName": "top10_category_diversity_mean", "Value": 3.0, "Dimensions": dimensions,
+        "Timestamp": now + timedelta(minutes=30)}])
+    advance(stack, 3600)
+    assert cloudwatch.describe_alarms(AlarmNames=["diversity-low"])["MetricAlarms"][0]["StateValue"] == "ALARM"
+    [paged] = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10)["Messages"]
+    notification = json.loads(paged["Body"])  # raw delivery: the alarm's message itself, no SNS envelope
+    assert (notification["OldStateValue"], notification["NewStateValue"]) == ("OK", "ALARM")
+    assert notification["NewStateReason"].startswith("Threshold Crossed: 2 out of the last 2 datapoints [3.0")

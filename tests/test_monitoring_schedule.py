@@ -23,9 +23,9 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from diversity_monitor.local import images, monitoring, processing
+from diversity_monitor import schedule_expression
+from diversity_monitor.local import images, metric_data, monitoring, processing
 from diversity_monitor.local.clock import SimulatedClock
-from diversity_monitor.local.errors import ValidationError
 from diversity_monitor.local.gateway import GatewayServer
 from diversity_monitor.local.platform import LocalPlatform, bind_loopback
 
@@ -427,7 +427,9 @@ def test_create_rejects_an_endpoint_that_does_not_exist(shared_stack, shared_sag
     config = world.schedule_config()
     config["MonitoringJobDefinition"]["MonitoringInputs"][0]["EndpointInput"]["EndpointName"] = "no-such-endpoint"
     error = _create_error(shared_sagemaker, config)
-    assert (error["Code"], error["Message"]) == ("ValidationException", "Could not find endpoint 'no-such-endpoint'")
+    # The wording hosting answers DescribeEndpoint with (test_local_stack), as SageMaker does.
+    arn = "arn:aws:sagemaker:eu-west-1:123456789012:endpoint/no-such-endpoint"
+    assert (error["Code"], error["Message"]) == ("ValidationException", f'Could not find endpoint "{arn}".')
 
 
 def test_create_rejects_an_image_uri_that_maps_to_no_dockerfile(shared_stack, shared_sagemaker):
@@ -567,6 +569,52 @@ def test_on_a_real_clock_jobs_run_on_workers_and_stopping_the_stack_stops_them(s
 # --- the pieces on their own --------------------------------------------------------------------
 
 
+PROBE = """
+import json, os, pathlib
+import boto3
+buckets = [b["Name"] for b in boto3.client("s3").list_buckets()["Buckets"]]
+out = pathlib.Path("output")  # relative: the image's WORKDIR is /opt/ml/processing
+out.mkdir(exist_ok=True)
+(out / "probe.json").write_text(json.dumps({
+    "cwd": os.getcwd(), "buckets": buckets,
+    "aws": {key: value for key, value in os.environ.items() if key.startswith("AWS_")},
+}))
+"""
+
+
+def test_jobs_start_in_the_images_workdir_with_exactly_the_stacks_aws_settings(stack, tmp_path, monkeypatch):
+    """A developer's shell may point boto3 elsewhere; a job the stack starts must not inherit that."""
+    platform, _ = stack
+    world = World(platform)
+    for key, value in {"AWS_ENDPOINT_URL_S3": "http://127.0.0.1:9", "AWS_IGNORE_CONFIGURED_ENDPOINT_URLS": "true",
+                       "AWS_PROFILE": "no-such-profile", "AWS_SESSION_TOKEN": "not-the-stacks"}.items():
+        monkeypatch.setenv(key, value)
+    (tmp_path / "probe.py").write_text(PROBE)
+    dockerfile = tmp_path / "Dockerfile.probe"
+    dockerfile.write_text(f'FROM python:3.12-slim\nWORKDIR /opt/ml\nWORKDIR processing\nENTRYPOINT ["python", "{tmp_path / "probe.py"}"]\n')
+    monkeypatch.setitem(images.LOCAL_IMAGES, "probe", str(dockerfile))
+    job = processing.run_processing_job(platform, {
+        "ProcessingJobName": "probe", "RoleArn": ROLE,
+        "AppSpecification": {"ImageUri": "123456789012.dkr.ecr.eu-west-1.amazonaws.com/probe:1"},
+        "ProcessingOutputConfig": {"Outputs": [{"OutputName": "out", "S3Output": {
+            "S3Uri": f"s3://{world.bucket}/probe", "LocalPath": "/opt/ml/processing/output", "S3UploadMode": "EndOfJob"}}]},
+    })
+    assert job["ProcessingJobStatus"] == "Completed", (job, processing.container_log_path(platform, "probe").read_text())
+    probe = json.loads(world.s3.get_object(Bucket=world.bucket, Key="probe/probe.json")["Body"].read())
+    assert probe["cwd"] == str(processing.job_folder(platform, "probe").root / "processing")
+    stack_settings = {key: value for key, value in platform.process_environment().items() if key.startswith("AWS_")}
+    assert probe["aws"] == stack_settings
+    assert world.bucket in probe["buckets"]  # through the stack's URL
+
+
+def test_a_workdir_outside_opt_ml_cannot_be_mapped(tmp_path, monkeypatch):
+    dockerfile = tmp_path / "Dockerfile.elsewhere"
+    dockerfile.write_text('FROM python:3.12-slim\nWORKDIR /app\nENTRYPOINT ["python", "serve.py"]\n')
+    monkeypatch.setitem(images.LOCAL_IMAGES, "elsewhere", str(dockerfile))
+    with pytest.raises(images.ImageNotFound, match="ends in WORKDIR /app, outside /opt/ml"):
+        images.resolve("123456789012.dkr.ecr.eu-west-1.amazonaws.com/elsewhere:1")
+
+
 @pytest.mark.parametrize("expression, crontab, period_hours", [
     ("cron(0 * ? * * *)", "0 * * * *", 1),
     ("cron(0 12 ? * * *)", "0 12 * * *", 24),
@@ -576,17 +624,19 @@ def test_on_a_real_clock_jobs_run_on_workers_and_stopping_the_stack_stops_them(s
     ("cron(0 0/5 ? * * *)", "0 0/5 * * *", 4),  # 20:00 -> 00:00 is the shortest gap
 ])
 def test_schedule_expressions_map_to_croniter(expression, crontab, period_hours):
-    cadence = monitoring.parse_schedule_expression(expression)
+    cadence = schedule_expression.parse_schedule_expression(expression)
     assert cadence.crontab == crontab
     assert cadence.period() == timedelta(hours=period_hours)
 
 
 def test_window_hours_cover_every_hour_the_window_touches():
-    window = monitoring.analysis_window({"DataAnalysisStartTime": "-PT90M", "DataAnalysisEndTime": "-PT1M"}, utc(10))
+    window = schedule_expression.analysis_window({"DataAnalysisStartTime": "-PT90M", "DataAnalysisEndTime": "-PT1M"}, utc(10))
     assert (window.start, window.end) == (utc(8, 30), utc(9, 59))
     assert list(window.hours()) == [utc(8), utc(9)]
-    with pytest.raises(ValidationError):
-        monitoring.parse_offset("-P", "DataAnalysisStartTime")
+    with pytest.raises(schedule_expression.ScheduleExpressionError, match="not an ISO-8601 duration"):
+        schedule_expression.parse_offset("-P", "DataAnalysisStartTime")
+    assert schedule_expression.format_offset(timedelta(hours=-4, minutes=-15)) == "-PT4H15M"
+    assert schedule_expression.parse_offset("-PT4H15M", "x") == timedelta(hours=-4, minutes=-15)
 
 
 NOW = utc(9)
@@ -603,6 +653,19 @@ NOW = utc(9)
     ('{"MetricName": "m", "Timestamp": "2027-10-31T09:00:00Z", "Value": NaN}', "values must be finite"),
     ('{"MetricName": "m", "Timestamp": "2027-10-31T09:00:00Z", "Value": "high"}', "Invalid type for parameter MetricData[0].Value"),
     ('{"MetricName": "", "Timestamp": "2027-10-31T09:00:00Z", "Value": 1}', "Invalid length for parameter MetricData[0].MetricName"),
+    # CloudWatch's maximums, which botocore's client-side validation leaves to the service:
+    ('{"MetricName": "%s", "Timestamp": "2027-10-31T09:00:00Z", "Value": 1}' % ("m" * 256),
+     "at 'metricData.1.member.metricName' failed to satisfy constraint: Member must have length less than or equal to 255"),
+    ('{"MetricName": "m", "Timestamp": "2027-10-31T09:00:00Z", "Value": 1, "Dimensions": %s}'
+     % json.dumps([{"Name": f"d{n}", "Value": "v"} for n in range(31)]),
+     "at 'metricData.1.member.dimensions' failed to satisfy constraint: Member must have length less than or equal to 30"),
+    ('{"MetricName": "m", "Timestamp": "2027-10-31T09:00:00Z", "Value": 1, "Dimensions": [{"Name": "%s", "Value": "v"}]}'
+     % ("d" * 256), "at 'metricData.1.member.dimensions.1.member.name' failed to satisfy constraint"),
+    ('{"MetricName": "m", "Timestamp": "2027-10-31T09:00:00Z", "Value": 1, "Unit": "Parsecs"}',
+     "at 'metricData.1.member.unit' failed to satisfy constraint: Member must satisfy enum value set"),
+    ('{"MetricName": "m", "Timestamp": "2027-10-31T09:00:00Z", "Value": 1e200}', "outside -2^360..2^360"),
+    ('{"MetricName": "m", "Timestamp": "2027-10-31T09:00:00Z", "StatisticValues": '
+     '{"SampleCount": 1, "Sum": Infinity, "Minimum": 1, "Maximum": 1}}', "StatisticValues.Sum is inf: values must be finite"),
 ])
 def test_metric_lines_that_break_the_documented_shape_are_named(line, problem):
     with pytest.raises(processing.MetricsFileError) as raised:
@@ -620,11 +683,11 @@ def test_metric_lines_in_the_documented_shape_become_datums():
 
 def test_metric_data_is_chunked_within_put_metric_data_limits():
     datum = {"MetricName": "m", "Timestamp": NOW, "Value": 1.0}
-    assert [len(chunk) for chunk in processing.chunk_metric_data([datum] * 2500)] == [1000, 1000, 500]
+    assert [len(chunk) for chunk in metric_data.chunk_metric_data([datum] * 2500)] == [1000, 1000, 500]
     big = {**datum, "Dimensions": [{"Name": f"d{n}", "Value": "v" * 250} for n in range(30)]}
-    chunks = list(processing.chunk_metric_data([big] * 200))
+    chunks = list(metric_data.chunk_metric_data([big] * 200))
     assert sum(map(len, chunks)) == 200 and len(chunks) > 1
-    assert all(len(json.dumps(chunk, default=str)) < processing.MAX_REQUEST_BYTES for chunk in chunks)
+    assert all(len(json.dumps(chunk, default=str)) < metric_data.MAX_REQUEST_BYTES for chunk in chunks)
 
 
 def test_a_restart_ends_executions_the_stopped_stack_left_running(tmp_path, moto_url):

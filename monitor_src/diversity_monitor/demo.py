@@ -2,8 +2,13 @@
 
 Starts the embedded stack with a simulated clock, plays `scenario.IncidentScenario` (healthy
 hours, a regressed deploy, the alarm, the rollback, recovery), then prints the timeline and
-leaves in `demo-output/`: `timeline.csv`, `timeline.png`, `pager.json`, and every executed
-report (`reports/<yyyy-mm-dd-HH>/report.ipynb|.html`, statistics, violations).
+leaves in `demo-output/run-<time>/` (`demo-output/latest` points at the newest run):
+`timeline.csv`, `timeline.png`, `pager.json`, `events.json`, every executed report
+(`reports/<yyyy-mm-dd-HH>/report.ipynb|.html`, statistics, violations) and the stack's state
+folder `.local-stack/` (`diversity-monitor local up --state-dir` on it brings the run back).
+
+The demo process talks to its own stack only: every AWS_* variable it inherited (a profile, an
+endpoint override) is replaced by the stack's settings while it runs.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from tqdm.auto import tqdm
 from diversity_monitor import report, report_history, storage
 from diversity_monitor.report_history import alarm_states, state_at
 from diversity_monitor.local.clock import SimulatedClock
+from diversity_monitor.local.platform import isolate_aws_environment, restore_aws_environment
 from diversity_monitor.scenario import ENDPOINT, REPORTS_URI, SCHEDULE, IncidentScenario, ScenarioPlan
 
 DEMO_ROOT = Path("demo-output")
@@ -94,25 +100,38 @@ def run_demo(output: Path, plan: ScenarioPlan, progress: bool = True) -> dict:
     output.mkdir(parents=True, exist_ok=True)
     clock = SimulatedClock(plan.start)
     with start_stack(output / ".local-stack", port=0, clock=clock) as stack:
-        os.environ.update(stack.platform.aws_environment())  # any boto3 code now talks to the stack
-        scenario = IncidentScenario(workdir=output / "work", advance=stack.platform.advance, now=clock.now, plan=plan)
-        steps = 5 + plan.healthy_hours + plan.bad_hours + plan.recovered_hours
-        with tqdm(total=steps, desc="demo", unit="step", disable=not progress) as bar:
-            def on_step(text: str) -> None:
-                bar.update(1)
-                tqdm.write(f"[{bar.n}/{steps}] {text}")
-            scenario.run(on_step)
-        table = timeline(scenario)
-        pager = scenario.pager_messages()
-        reports = collect_reports(output, plan.start, clock.now())
-        events = [{"at": e.at.isoformat(), "what": e.what, "detail": e.detail} for e in scenario.events]
+        # Any boto3 code in this process now talks to the stack, and only to it.
+        inherited = isolate_aws_environment(os.environ, stack.platform.client_environment())
+        try:
+            scenario = IncidentScenario(workdir=output / "work", advance=stack.platform.advance, now=clock.now, plan=plan)
+            steps = run_with_progress(scenario, progress)
+            table = timeline(scenario)
+            pager = scenario.pager_messages()
+            reports = collect_reports(output, plan.start, clock.now())
+            events = [{"at": e.at.isoformat(), "what": e.what, "detail": e.detail} for e in scenario.events]
+        finally:
+            restore_aws_environment(os.environ, inherited)
     table.to_csv(output / "timeline.csv", index=False)
     (output / "pager.json").write_text(json.dumps(pager, indent=2, default=str))
     (output / "events.json").write_text(json.dumps(events, indent=2))
     figure = report.timeline_figure(table, scenario.events, threshold=4.0)
     figure.savefig(output / "timeline.png", dpi=110)
     shutil.rmtree(output / "work", ignore_errors=True)  # training data and models: rebuilt each run
-    return {"timeline": table, "pager": pager, "reports": reports, "events": events}
+    return {"timeline": table, "pager": pager, "reports": reports, "events": events, "steps": steps}
+
+
+def run_with_progress(scenario: IncidentScenario, bar: bool) -> list[str]:
+    """Play the scenario, printing `[i/N] step` as each step ends (to stdout, so a log or a pipe
+    shows it too), under a tqdm bar when `bar` (a terminal). Returns the lines printed."""
+    total = scenario.step_count
+    printed: list[str] = []
+    with tqdm(total=total, desc="demo", unit="step", disable=not bar) as progress:
+        def on_step(text: str) -> None:
+            progress.update(1)
+            printed.append(f"[{len(printed) + 1}/{total}] {text}")
+            tqdm.write(printed[-1])
+        scenario.run(on_step)
+    return printed
 
 
 def register(parser: argparse.ArgumentParser) -> None:

@@ -2,8 +2,10 @@
 
 Every step is plain boto3 (and the kit's library), exactly what a team would run against AWS;
 only the clock is the local stack's (`advance` moves simulated time, which fires the hourly
-schedule and the alarm evaluation). `make demo`, the integration test and the runbook drill all
-use these steps.
+schedule and the alarm evaluation). Users keep calling the endpoint through every simulated
+hour, including the deploy and rollback hours (`live_for`, `live_until`), so each hour's
+capture holds live traffic, from both models in the hours the model changes. `make demo`, the
+integration test and the runbook drill all use these steps.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import boto3
 import orjson
 
 from diversity_monitor import deployment, job, monitoring_setup, storage
-from diversity_monitor.contract import ReplaySettings
+from diversity_monitor.contract import replay_settings_for
 from diversity_monitor.recommender import data as recommender_data
 from diversity_monitor.recommender import model as recommender_model
 
@@ -37,6 +39,7 @@ REPORTS_URI = f"s3://{MONITOR_BUCKET}/reports"
 VALIDATION_URI = f"s3://{MONITOR_BUCKET}/validation/sessions-v9.jsonl"
 CATALOG_URI = f"s3://{MONITOR_BUCKET}/catalog/catalog.csv"
 PAGER_TOPIC, PAGER_QUEUE = "oncall-pager", "pagerduty-standin"
+TRAFFIC_SLICE_SECONDS = 15 * 60  # live traffic is sent in slices of at most a quarter hour
 
 
 @dataclass(frozen=True)
@@ -117,7 +120,7 @@ class IncidentScenario:
         self.note("deploy", f"{ENDPOINT}-v1 (healthy model v1) with data capture")
 
     def build_baseline(self) -> dict:
-        settings = ReplaySettings(VALIDATION_URI, CATALOG_URI, 10, "recommendations[].article_id", 16, None, 10.0, 4)
+        settings = replay_settings_for(VALIDATION_URI, CATALOG_URI)
         statistics, _, _ = job.build_baseline(ENDPOINT, settings, f"s3://{MONITOR_BUCKET}/baselines/v1",
                                               mean_tolerance=1.0, slot_margin=0.3, progress=False,
                                               context={"model_version": "v1"})
@@ -144,7 +147,7 @@ class IncidentScenario:
         queue_arn = sqs.get_queue_attributes(QueueUrl=self.queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
         boto3.client("sns").subscribe(TopicArn=self.topic_arn, Protocol="sqs", Endpoint=queue_arn,
                                       Attributes={"RawMessageDelivery": "false"})
-        self.alarm_names = monitoring_setup.apply_alarms(self.monitor_spec, self.topic_arn)
+        self.alarm_names = monitoring_setup.apply_alarms(self.monitor_spec, self.topic_arn).names
         self.note("alarms", ", ".join(self.alarm_names))
 
     # --- time passing ---------------------------------------------------------------------------
@@ -161,12 +164,22 @@ class IncidentScenario:
         with ThreadPoolExecutor(max_workers=8) as pool:
             list(pool.map(invoke, bodies))
 
+    def live_for(self, seconds: float) -> None:
+        """Users for `seconds` of simulated time: a slice of requests at the start of each quarter
+        hour (so capture timestamps spread over the span), the clock advanced after each."""
+        while seconds > 0:
+            step = min(TRAFFIC_SLICE_SECONDS, seconds)
+            self.send_live_traffic(max(1, round(self.plan.live_requests_per_hour * step / 3600)))
+            self.advance(step)
+            seconds -= step
+
     def live_hour(self) -> None:
-        """An hour of users in four quarters, so capture timestamps spread over the hour."""
-        per_quarter = max(1, self.plan.live_requests_per_hour // 4)
-        for _ in range(4):
-            self.send_live_traffic(per_quarter)
-            self.advance(15 * 60)
+        """An hour of users in four quarters."""
+        self.live_for(3600)
+
+    def live_until(self, minutes: int) -> None:
+        """Users until the clock's next HH:<minutes> (`to_minutes_past`, with traffic)."""
+        self.live_for(self._seconds_until(minutes))
 
     def deploy(self, config_name: str, what: str) -> None:
         deployment.deploy_config(ENDPOINT, config_name, poll_seconds=self.poll_seconds)
@@ -180,11 +193,15 @@ class IncidentScenario:
         return target.config_name
 
     def to_minutes_past(self, minutes: int) -> None:
+        """Move the clock to the next HH:<minutes>, without traffic."""
+        self.advance(self._seconds_until(minutes))
+
+    def _seconds_until(self, minutes: int) -> float:
         now = self.now()
         target = now.replace(minute=minutes, second=0, microsecond=0)
         if target <= now:
             target += timedelta(hours=1)
-        self.advance((target - now).total_seconds())
+        return (target - now).total_seconds()
 
     def pager_messages(self) -> list[dict]:
         sqs = boto3.client("sqs")
@@ -199,7 +216,21 @@ class IncidentScenario:
                 sqs.delete_message(QueueUrl=self.queue_url, ReceiptHandle=message["ReceiptHandle"])
 
     # --- the story ------------------------------------------------------------------------------
+    @property
+    def step_count(self) -> int:
+        """How many times `run` reports a step (what a progress display counts to)."""
+        plan = self.plan
+        # training, baseline, deploy, rollback, and one per scheduled run
+        return 4 + plan.healthy_hours + plan.bad_hours + plan.recovered_hours
+
     def run(self, on_step: Callable[[str], None] = lambda step: None) -> None:
+        """The incident, hour by hour from `plan.start` (06:00 with the defaults):
+
+        06:00-07:05 users on v1, the 07:00 run, then the alarms; healthy hours; HH:05-HH:30 users
+        on v1, the regressed v2 deployed at HH:30, users on v2 until the next HH:05 (its HH:00 run
+        sees both models' traffic and replays v2); bad hours; the rollback the same way; recovered
+        hours; five more minutes for the last run's metric to reach the alarm.
+        """
         plan = self.plan
         on_step("train models, deploy v1 with capture")
         self.prepare_models()
@@ -210,26 +241,29 @@ class IncidentScenario:
         # The alarms come once the first run has published: the monitor-health alarm treats
         # missing data as breaching (a heartbeat), so created over an empty window it pages at once.
         self.live_hour()
-        self.advance(5 * 60)
+        self.live_for(5 * 60)
         self.create_pager_and_alarms()
-        on_step(f"hour {self.now():%H:%M}: first run published; alarms created")
+        on_step(f"{self._run_hour()} run published; alarms created")
         for _ in range(plan.healthy_hours - 1):
             self.live_hour()
-            on_step(f"hour {self.now():%H:%M}: healthy")
-        self.to_minutes_past(30)
+            on_step(f"{self._run_hour()} run: healthy")
+        self.live_until(30)
         self.deploy(f"{ENDPOINT}-v2", "deploy")
         on_step(f"{self.now():%H:%M}: regressed model v2 deployed")
-        self.to_minutes_past(0)  # the top of the hour fires the first run against v2
-        on_step(f"hour {self.now():%H:%M}: regressed")
+        self.live_until(5)  # the top of the hour fires the first run against v2
+        on_step(f"{self._run_hour()} run: regressed")
         for _ in range(plan.bad_hours - 1):
             self.live_hour()
-            on_step(f"hour {self.now():%H:%M}: regressed")
-        self.to_minutes_past(30)
+            on_step(f"{self._run_hour()} run: regressed")
+        self.live_until(30)
         target = self.rollback()
         on_step(f"{self.now():%H:%M}: rolled back to {target}")
-        self.to_minutes_past(0)
-        on_step(f"hour {self.now():%H:%M}: recovered")
+        self.live_until(5)
+        on_step(f"{self._run_hour()} run: recovered")
         for _ in range(plan.recovered_hours - 1):
             self.live_hour()
-            on_step(f"hour {self.now():%H:%M}: recovered")
-        self.advance(10 * 60)  # let the last run's metric reach the alarm
+            on_step(f"{self._run_hour()} run: recovered")
+        self.live_for(5 * 60)  # let the last run's metric reach the alarm
+
+    def _run_hour(self) -> str:
+        return f"{self.now():%H}:00"

@@ -71,9 +71,13 @@ COMPARISONS: dict[str, Comparison] = {
     "LessThanOrEqualToThreshold": Comparison(operator.le, "less than or equal to"),
 }
 
-# PutMetricAlarm limits [API]: Period 10, 20, 30 or a multiple of 60; Period x N <= 7 days.
+# PutMetricAlarm limits [API: PutMetricAlarm's Period documentation in botocore's CloudWatch model]:
+# Period 10, 20, 30 or a multiple of 60; Period x N at most 7 days, and at most one day for a
+# Period under one hour.
 HIGH_RESOLUTION_PERIODS = (10, 20, 30)
 MAX_EVALUATED_SECONDS = 7 * 24 * 3600
+MAX_EVALUATED_SECONDS_SHORT_PERIOD = 24 * 3600
+SHORT_PERIOD_BELOW = 3600
 # Alarm evaluation window guide: wall clock windows support exactly these periods.
 WALL_CLOCK_PERIODS = (60, 300, 3600, 86400, 604800)
 
@@ -91,10 +95,13 @@ def evaluation_range(evaluation_periods: int) -> int:
 def validate_period(period: int, evaluation_periods: int) -> None:
     if period not in HIGH_RESOLUTION_PERIODS and (period <= 0 or period % 60):
         raise ValueError(f"Period {period} is invalid: use 10, 20, 30 or a multiple of 60 seconds")
-    if period * evaluation_periods > MAX_EVALUATED_SECONDS:
+    total = period * evaluation_periods
+    if total > MAX_EVALUATED_SECONDS:
+        raise ValueError(f"Period x EvaluationPeriods = {total} s exceeds 7 days ({MAX_EVALUATED_SECONDS} s)")
+    if period < SHORT_PERIOD_BELOW and total > MAX_EVALUATED_SECONDS_SHORT_PERIOD:
         raise ValueError(
-            f"Period x EvaluationPeriods = {period * evaluation_periods} s exceeds 7 days "
-            f"({MAX_EVALUATED_SECONDS} s)"
+            f"Period x EvaluationPeriods = {total} s exceeds one day ({MAX_EVALUATED_SECONDS_SHORT_PERIOD} s), "
+            f"the limit for a Period under one hour (Period {period})"
         )
 
 

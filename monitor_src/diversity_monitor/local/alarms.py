@@ -6,7 +6,8 @@ OK instead of INSUFFICIENT_DATA, drops `EvaluationWindow`, and has no DescribeAl
 patching):
 
 - every clock minute (`tick`): one DescribeAlarms, one GetMetricData per (period, window end)
-  (all hourly sliding-window alarms share one call), the documented evaluation
+  (all hourly sliding-window alarms share one call; dimensions in the canonical order
+  `metric_data` stores every datum in, so publish order never matters), the documented evaluation
   (`alarm_evaluation.evaluate`), and on a state change: SetAlarmState in moto (so DescribeAlarms
   shows it), a history item, and CloudWatch's alarm notification published to the alarm's SNS
   actions for the new state (when ActionsEnabled). moto's SetAlarmState publishes nothing itself.
@@ -25,9 +26,7 @@ DescribeAlarmHistory items. Timestamps are stored as ISO-8601 strings (`_iso` / 
 
 from __future__ import annotations
 
-import contextlib
 import functools
-import itertools
 import json
 import logging
 import threading
@@ -37,12 +36,12 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-import botocore.session
 from botocore.exceptions import BotoCoreError, ClientError
 
 from diversity_monitor.local import alarm_evaluation as ev
-from diversity_monitor.local.errors import ServiceError
-from diversity_monitor.local.protocols import validation_error_for
+from diversity_monitor.local.errors import ServiceError, refused_by_moto
+from diversity_monitor.local.metric_data import canonical_dimensions
+from diversity_monitor.local.protocols import botocore_data, service_model, validation_error_for
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +100,7 @@ def _jsonable(value: Any) -> Any:
 def region_display_name(region: str) -> str:
     """"EU (Ireland)" for eu-west-1: botocore's region description in CloudWatch's wording
     (alarm notifications from eu-west-1 say "EU (Ireland)", botocore says "Europe (Ireland)")."""
-    for partition in botocore.session.get_session().get_data("endpoints")["partitions"]:
+    for partition in botocore_data("endpoints")["partitions"]:
         description = partition["regions"].get(region, {}).get("description")
         if description:
             return description.replace("Europe (", "EU (", 1)
@@ -140,29 +139,6 @@ STATISTICS = {
     "Maximum": (("Maximum", "SampleCount"), lambda a: a.maximum),
     "SampleCount": (("SampleCount",), lambda a: a.count),
 }
-
-
-@functools.lru_cache(maxsize=256)
-def _dimension_orders(dimensions: tuple[tuple[str, str], ...]) -> list[list[dict]]:
-    """The dimension orders moto can tell apart, one per group.
-
-    moto 5.2.5's GetMetricData matches a datum when `sorted(datum dims) == sorted(query dims)`,
-    with a Dimension ordering that is not a total order, so the same set of dimensions published
-    in another order may not match. CloudWatch ignores order. Querying one order per group moto
-    distinguishes (computed with moto's own Dimension) finds each datum exactly once.
-    """
-    as_dicts = [{"Name": n, "Value": v} for n, v in dimensions]
-    if len(dimensions) < 2 or len(dimensions) > 5:  # 5! = 120 orders at most
-        return [as_dicts]
-    try:
-        from moto.cloudwatch.models import Dimension
-    except ImportError:
-        return [as_dicts]
-    groups: dict[tuple, list[dict]] = {}
-    for order in itertools.permutations(as_dicts):
-        key = tuple((d.name, d.value) for d in sorted(Dimension(x["Name"], x["Value"]) for x in order))
-        groups.setdefault(key, list(order))
-    return list(groups.values())
 
 
 @dataclass
@@ -209,16 +185,17 @@ def _query(cloudwatch, plans: Sequence[Plan], start: datetime, end: datetime, pe
     owners: dict[str, tuple[Plan, str]] = {}
     for p, plan in enumerate(plans):
         alarm = plan.alarm
-        dims = tuple((d["Name"], d["Value"]) for d in alarm.get("Dimensions") or [])
-        for o, order in enumerate(_dimension_orders(dims)):
-            metric = {"Namespace": alarm["Namespace"], "MetricName": alarm["MetricName"], "Dimensions": order}
-            for stat in STATISTICS[alarm["Statistic"]][0]:
-                query_id = f"p{p}o{o}{stat.lower()}"
-                stat_spec = {"Metric": metric, "Period": period, "Stat": stat}
-                if alarm.get("Unit"):
-                    stat_spec["Unit"] = alarm["Unit"]
-                queries.append({"Id": query_id, "MetricStat": stat_spec, "ReturnData": True})
-                owners[query_id] = (plan, stat)
+        # Datums are stored with their dimensions in the canonical order (metric_data), so one
+        # query in that order finds them whatever order they were published in.
+        metric = {"Namespace": alarm["Namespace"], "MetricName": alarm["MetricName"],
+                  "Dimensions": canonical_dimensions(alarm.get("Dimensions"))}
+        for stat in STATISTICS[alarm["Statistic"]][0]:
+            query_id = f"p{p}{stat.lower()}"
+            stat_spec = {"Metric": metric, "Period": period, "Stat": stat}
+            if alarm.get("Unit"):
+                stat_spec["Unit"] = alarm["Unit"]
+            queries.append({"Id": query_id, "MetricStat": stat_spec, "ReturnData": True})
+            owners[query_id] = (plan, stat)
     slots = {id(plan): {bucket_start: i for i, (bucket_start, _) in enumerate(plan.buckets)} for plan in plans}
     paginator = cloudwatch.get_paginator("get_metric_data")
     for chunk_start in range(0, len(queries), MAX_QUERIES_PER_CALL):
@@ -292,7 +269,7 @@ class AlarmEvaluator:
     def put_metric_alarm(self, platform, params: dict) -> dict:
         _validate_put(params)
         name = params["AlarmName"]
-        with self._lock, _moto_errors():
+        with self._lock, refused_by_moto():
             existed = bool(self.cloudwatch.describe_alarms(AlarmNames=[name])["MetricAlarms"])
             self.cloudwatch.put_metric_alarm(**params)
             alarm = self._describe_one(name)
@@ -308,14 +285,14 @@ class AlarmEvaluator:
 
     def set_alarm_state(self, platform, params: dict) -> dict:
         """SetAlarmState: the state holds until the next evaluation, actions fire if it changed."""
-        with self._lock, _moto_errors():
+        with self._lock, refused_by_moto():
             self.cloudwatch.set_alarm_state(**params)
             self._reconcile(self._describe_one(params["AlarmName"]), self.platform.clock.now())
         return {}
 
     def describe_alarms(self, platform, params: dict) -> dict:
         """moto's answer with our clock's timestamps and the EvaluationWindow moto drops."""
-        with self._lock, _moto_errors():
+        with self._lock, refused_by_moto():
             output = self.cloudwatch.describe_alarms(**params)
             output.pop("ResponseMetadata", None)
             for alarm in output.get("MetricAlarms", []):
@@ -637,21 +614,8 @@ def _camel(record: Mapping) -> dict:
 
 @functools.lru_cache(maxsize=None)
 def _input_members(operation: str) -> tuple[str, ...]:
-    model = botocore.session.get_session().get_service_model("cloudwatch")
+    model = service_model("cloudwatch")
     return tuple(model.operation_model(operation).input_shape.members)
-
-
-@contextlib.contextmanager
-def _moto_errors():
-    """A request moto refuses reaches the caller with moto's error code and message."""
-    try:
-        yield
-    except ClientError as error:
-        details = error.response.get("Error", {})
-        refused = ServiceError(details.get("Message") or str(error))
-        refused.code = details.get("Code") or refused.code
-        refused.status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 400
-        raise refused from error
 
 
 def _offset_from(token: str | None) -> int:

@@ -2,8 +2,12 @@
 
 `up` serves the stack in the foreground until Ctrl-C / SIGTERM, or with `--detach` in a
 background process. Either way the running stack is recorded in `<state-dir>/stack.json`
-(pid, url), which `down`, `status` and `advance` read. `up` prints `export` lines (after `#`
-comments), so `eval "$(diversity-monitor local up --detach)"` points the shell's boto3 at it.
+(pid, url, state dir, region, clock), which `down`, `status` and `advance` read. `up` prints
+`export` lines (after `#` comments, and after an `unset` of the shell's other AWS_* variables,
+such as AWS_PROFILE or AWS_ENDPOINT_URL_S3, that would send boto3 elsewhere), so
+`eval "$(diversity-monitor local up --detach)"` points the shell's boto3 at it. The stack
+itself ignores the shell's AWS settings (`protocols.isolated_botocore_session`), and the
+processes it starts get exactly its own.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import json
 import logging
 import os
 import re
+import shlex
 import signal
 import subprocess
 import sys
@@ -20,6 +25,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Mapping
 from pathlib import Path
 
 from diversity_monitor.local.platform import (
@@ -33,6 +39,7 @@ from diversity_monitor.local.platform import (
 DEFAULT_STATE_DIR = Path(".local-stack")
 STACK_FILE = "stack.json"
 _DURATION = re.compile(r"(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?")
+_VARIABLE_NAME = re.compile(r"AWS_[A-Za-z0-9_]+")
 _UNIT_SECONDS = (86400, 3600, 60, 1)
 
 
@@ -113,15 +120,21 @@ def running_stack(state_dir: Path) -> dict | None:
     return None
 
 
-def _export_lines(url: str, region: str) -> str:
-    variables = {"AWS_ENDPOINT_URL": url, **DUMMY_CREDENTIALS, "AWS_DEFAULT_REGION": region}
-    return "\n".join(f"export {key}={value}" for key, value in variables.items())
+def export_lines(url: str, region: str, environ: Mapping[str, str]) -> str:
+    """Shell lines pointing boto3 at the stack; other AWS_* variables of `environ` are unset."""
+    variables = {"AWS_ENDPOINT_URL": url, **DUMMY_CREDENTIALS, "AWS_DEFAULT_REGION": region, "AWS_REGION": region}
+    others = sorted(key for key in environ if _VARIABLE_NAME.fullmatch(key) and key not in variables)
+    lines = [f"export {key}={shlex.quote(value)}" for key, value in variables.items()]
+    if others:
+        lines.insert(0, f"unset {' '.join(others)}")
+        lines.insert(0, "# this shell's other AWS settings would send boto3 elsewhere or sign with other credentials:")
+    return "\n".join(lines)
 
 
-def _announce(record: dict) -> None:
+def _announce(record: dict, environ: Mapping[str, str]) -> None:
     print(f"# local stack on {record['url']} (pid {record['pid']}, state in {record['state_dir']})")
     print(f"# clock: {record['clock']}")
-    print(_export_lines(record["url"], record["region"]))
+    print(export_lines(record["url"], record["region"], environ))
     sys.stdout.flush()
 
 
@@ -157,7 +170,7 @@ def _up_foreground(args: argparse.Namespace, state_dir: Path) -> int:
     path = _stack_file(state_dir)
     path.write_text(json.dumps(record))
     try:
-        _announce(record)
+        _announce(record, os.environ)
         stop.wait()
     finally:
         print("# stopping the local stack...", file=sys.stderr)
@@ -184,7 +197,7 @@ def _up_detached(args: argparse.Namespace, state_dir: Path, timeout: float = 120
     while time.monotonic() < deadline:
         record = running_stack(state_dir)
         if record and record["pid"] == child.pid:
-            _announce(record)
+            _announce(record, os.environ)
             return 0
         if child.poll() is not None:
             print(f"error: the stack exited during startup (status {child.returncode}); {log_path}:\n{log_tail(log_path)}",

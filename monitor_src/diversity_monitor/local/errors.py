@@ -6,6 +6,10 @@ SageMaker speaks the JSON protocol: a 4xx/5xx with `{"__type": Code, "message": 
 
 from __future__ import annotations
 
+import contextlib
+
+from botocore.exceptions import ClientError
+
 
 class ServiceError(Exception):
     code = "InternalFailure"
@@ -71,3 +75,16 @@ class ModelError(ServiceError):
 class ServiceUnavailable(ServiceError):
     code = "ServiceUnavailable"
     status = 503
+
+
+@contextlib.contextmanager
+def refused_by_moto():
+    """A request moto refuses reaches the caller with moto's error code, status and message."""
+    try:
+        yield
+    except ClientError as error:
+        details = error.response.get("Error", {})
+        refused = ServiceError(details.get("Message") or str(error))
+        refused.code = details.get("Code") or refused.code
+        refused.status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 400
+        raise refused from error

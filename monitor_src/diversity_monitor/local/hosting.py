@@ -75,7 +75,9 @@ def _arn(platform: LocalPlatform, kind: str, name: str) -> str:
     return platform.arn(RESOURCES[kind][0], name)
 
 
-def _get(platform: LocalPlatform, kind: str, name: str) -> dict:
+def get_resource(platform: LocalPlatform, kind: str, name: str) -> dict:
+    """The stored record of a Model, EndpointConfig or Endpoint, or SageMaker's not-found error
+    (`Could not find endpoint "arn:..."`, the one wording every module uses)."""
     record = platform.store.get(kind, name)
     if record is None:
         raise ValidationError(f'Could not find {RESOURCES[kind][1]} "{_arn(platform, kind, name)}".')
@@ -446,11 +448,11 @@ def _check_model_data(platform: LocalPlatform, url: str) -> None:
 
 
 def describe_model(platform: LocalPlatform, params: dict) -> dict:
-    return _get(platform, "Model", params["ModelName"])
+    return get_resource(platform, "Model", params["ModelName"])
 
 
 def delete_model(platform: LocalPlatform, params: dict) -> dict:
-    _get(platform, "Model", params["ModelName"])
+    get_resource(platform, "Model", params["ModelName"])
     platform.store.delete("Model", params["ModelName"])
     return {}
 
@@ -467,7 +469,7 @@ def create_endpoint_config(platform: LocalPlatform, params: dict) -> dict:
         seen.add(variant["VariantName"])
         if "ModelName" not in variant:
             raise ValidationError(f"variant {variant['VariantName']!r} names no ModelName (inference components are not supported locally)")
-        _get(platform, "Model", variant["ModelName"])
+        get_resource(platform, "Model", variant["ModelName"])
     record = {
         **_described(params, "DescribeEndpointConfigOutput"),
         "EndpointConfigArn": _arn(platform, "EndpointConfig", name),
@@ -478,11 +480,11 @@ def create_endpoint_config(platform: LocalPlatform, params: dict) -> dict:
 
 
 def describe_endpoint_config(platform: LocalPlatform, params: dict) -> dict:
-    return _get(platform, "EndpointConfig", params["EndpointConfigName"])
+    return get_resource(platform, "EndpointConfig", params["EndpointConfigName"])
 
 
 def delete_endpoint_config(platform: LocalPlatform, params: dict) -> dict:
-    _get(platform, "EndpointConfig", params["EndpointConfigName"])  # AWS allows deleting one in use
+    get_resource(platform, "EndpointConfig", params["EndpointConfigName"])  # AWS allows deleting one in use
     platform.store.delete("EndpointConfig", params["EndpointConfigName"])
     return {}
 
@@ -493,7 +495,7 @@ def create_endpoint(platform: LocalPlatform, params: dict) -> dict:
     name, hosting = params["EndpointName"], platform.hosting
     with hosting.endpoint_lock(name):
         _must_not_exist(platform, "Endpoint", name)
-        config = _get(platform, "EndpointConfig", params["EndpointConfigName"])
+        config = get_resource(platform, "EndpointConfig", params["EndpointConfigName"])
         now = platform.timestamp()
         record = {
             "EndpointName": name,
@@ -511,14 +513,14 @@ def create_endpoint(platform: LocalPlatform, params: dict) -> dict:
 
 
 def describe_endpoint(platform: LocalPlatform, params: dict) -> dict:
-    return _get(platform, "Endpoint", params["EndpointName"])
+    return get_resource(platform, "Endpoint", params["EndpointName"])
 
 
 def update_endpoint(platform: LocalPlatform, params: dict) -> dict:
     name, hosting = params["EndpointName"], platform.hosting
     with hosting.endpoint_lock(name):
-        record = _get(platform, "Endpoint", name)
-        config = _get(platform, "EndpointConfig", params["EndpointConfigName"])
+        record = get_resource(platform, "Endpoint", name)
+        config = get_resource(platform, "EndpointConfig", params["EndpointConfigName"])
         status = record["EndpointStatus"]
         if status in _IN_PROGRESS:
             raise ValidationError(f'Cannot update in-progress endpoint "{record["EndpointArn"]}".')
@@ -564,7 +566,7 @@ def _retain_variant_properties(record: dict, config: dict, excluded: list[dict])
 def update_endpoint_weights_and_capacities(platform: LocalPlatform, params: dict) -> dict:
     name, hosting = params["EndpointName"], platform.hosting
     with hosting.endpoint_lock(name):
-        record = _get(platform, "Endpoint", name)
+        record = get_resource(platform, "Endpoint", name)
         if record["EndpointStatus"] != "InService":
             raise ValidationError(f'Cannot update in-progress endpoint "{record["EndpointArn"]}".')
         summaries = {summary["VariantName"]: summary for summary in record.get("ProductionVariants", [])}
@@ -588,7 +590,7 @@ def update_endpoint_weights_and_capacities(platform: LocalPlatform, params: dict
 def delete_endpoint(platform: LocalPlatform, params: dict) -> dict:
     name, hosting = params["EndpointName"], platform.hosting
     with hosting.endpoint_lock(name):
-        _get(platform, "Endpoint", name)
+        get_resource(platform, "Endpoint", name)
         deployment = hosting._live.pop(name, None)
         platform.store.delete("Endpoint", name)
     if deployment:

@@ -26,25 +26,23 @@ from __future__ import annotations
 
 import base64
 import binascii
-import functools
 import hashlib
 import json
 import logging
-import re
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path, PurePosixPath
-from typing import Callable, Iterator
+from typing import Callable
 
-import botocore.session
 from botocore.exceptions import BotoCoreError, ClientError
-from croniter import croniter
 
 from diversity_monitor import container_paths
 from diversity_monitor.clock import iso_z, parse_instant
-from diversity_monitor.local import images, processing
+from diversity_monitor.local import hosting, images, processing
 from diversity_monitor.local.errors import ResourceInUse, ResourceNotFound, ValidationError
+from diversity_monitor.local.protocols import service_model
+from diversity_monitor.schedule_expression import (Cadence, ScheduleExpressionError, Window, analysis_window,
+                                                   check_schedule_config, parse_schedule_expression)
 from diversity_monitor.storage import S3Location
 
 log = logging.getLogger(__name__)
@@ -57,8 +55,6 @@ SCHEDULE = "MonitoringSchedule"
 EXECUTION = "MonitoringExecution"
 
 NO_DATA = "Job inputs had no data"  # the platform's own failure, before any container starts
-DEFAULT_WINDOW = timedelta(hours=1)  # what a scheduled run analyses without DataAnalysis offsets
-MAX_WINDOW = timedelta(hours=24)  # DataAnalysisStartTime may precede the end by at most 24 h [API]
 DEFAULT_MAX_RUNTIME = 3600  # seconds; the API's limit for an hourly schedule's data-quality job
 DEFAULT_MONITORING_TYPE = "DataQuality"  # what AWS reports for inline custom definitions [facts]
 ENDPOINT_DATASET_FORMAT = {"sagemakerCaptureJson": {"captureIndexNames": ["endpointInput", "endpointOutput"]}}
@@ -70,111 +66,13 @@ DEFAULT_PAGE_SIZE = 10  # List* default MaxResults [API]
 
 
 # ---------------------------------------------------------------------------------------------
-# Schedule expressions
-
-SUPPORTED_EXPRESSIONS = (
-    "cron(0 * ? * * *) (hourly), cron(0 H ? * * *) (daily at hour H, 0-23), "
-    "cron(0 H/N ? * * *) (every N hours from hour H, N 1-24) or NOW"
-)
-# AWS cron has six fields (minutes hours day-of-month month day-of-week year); Model Monitor
-# accepts only these forms of it [API: ScheduleConfig].
-_MODEL_MONITOR_CRON = re.compile(r"cron\(0 (?P<hours>\*|(?P<hour>\d{1,2})(?:/(?P<step>\d{1,2}))?) \? \* \* \*\)")
-
-
-@dataclass(frozen=True)
-class Cadence:
-    """A parsed ScheduleExpression: when it fires, and its shortest gap between runs."""
-
-    expression: str
-    crontab: str | None  # croniter's five-field form; None for NOW (fires once)
-
-    @property
-    def once(self) -> bool:
-        return self.crontab is None
-
-    def matches(self, minute: datetime) -> bool:
-        return self.crontab is not None and croniter.match(self.crontab, minute)
-
-    def period(self) -> timedelta | None:
-        """Shortest time between two runs (what MaxRuntimeInSeconds may not exceed)."""
-        if self.crontab is None:
-            return None
-        runs = croniter(self.crontab, datetime(2000, 1, 1, tzinfo=timezone.utc))
-        times = [runs.get_next(datetime) for _ in range(50)]  # > two days of the densest form
-        return min(later - earlier for earlier, later in zip(times, times[1:]))
-
-
-def parse_schedule_expression(expression: str) -> Cadence:
-    """A Model Monitor ScheduleExpression, or ValidationError naming it and the accepted forms."""
-    text = expression.strip()
-    if text == "NOW":
-        return Cadence(text, None)
-    match = _MODEL_MONITOR_CRON.fullmatch(text)
-    problem = None if match else f"is not one of the forms Model Monitor supports: {SUPPORTED_EXPRESSIONS}"
-    if match and match["hour"] is not None:
-        hour, step = int(match["hour"]), match["step"]
-        if hour > 23:
-            problem = f"has hour {hour}; hours are 0-23"
-        elif step is not None and not 1 <= int(step) <= 24:
-            problem = f"repeats every {int(step)} hours; the interval is 1-24"
-    if problem:
-        raise ValidationError(f"Invalid ScheduleExpression {expression!r}: it {problem}")
-    hours = match["hours"] if match["step"] is None else f"{int(match['hour'])}/{int(match['step'])}"
-    hours = hours if hours == "*" or "/" in hours else str(int(hours))
-    return Cadence(text, f"0 {hours} * * *")
-
-
-_DURATION = re.compile(
-    r"(?P<sign>[-+]?)P(?:(?P<weeks>\d+)W)?(?:(?P<days>\d+)D)?"
-    r"(?:T(?:(?P<hours>\d+)H)?(?:(?P<minutes>\d+)M)?(?:(?P<seconds>\d+)S)?)?"
-)
-
-
-def parse_offset(text: str, field: str) -> timedelta:
-    """An ISO-8601 duration offset such as `-PT1H` or `-P1DT2H` (years and months: too vague)."""
-    match = _DURATION.fullmatch(text.strip())
-    parts = {name: int(value) for name, value in match.groupdict().items() if name != "sign" and value} if match else {}
-    if not parts or text.strip().endswith("T"):
-        raise ValidationError(f"{field} {text!r} is not an ISO-8601 duration like -PT1H or -P1D")
-    delta = timedelta(**parts)
-    return -delta if match["sign"] == "-" else delta
-
-
-@dataclass(frozen=True)
-class Window:
-    start: datetime
-    end: datetime
-
-    def hours(self) -> Iterator[datetime]:
-        """Every clock hour intersecting [start, end): the capture folders to stage."""
-        hour = self.start.replace(minute=0, second=0, microsecond=0)
-        while hour < self.end:
-            yield hour
-            hour += timedelta(hours=1)
-
-
-def analysis_window(schedule_config: dict, scheduled_time: datetime) -> Window:
-    start = schedule_config.get("DataAnalysisStartTime")
-    end = schedule_config.get("DataAnalysisEndTime")
-    start_offset = parse_offset(start, "DataAnalysisStartTime") if start else -DEFAULT_WINDOW
-    end_offset = parse_offset(end, "DataAnalysisEndTime") if end else timedelta(0)
-    return Window(scheduled_time + start_offset, scheduled_time + end_offset)
-
+# Schedule expressions: the kit's one definition (schedule_expression.py), errors in AWS's shape
 
 def _check_schedule_config(schedule_config: dict) -> Cadence:
-    cadence = parse_schedule_expression(schedule_config["ScheduleExpression"])
-    given = [name for name in ("DataAnalysisStartTime", "DataAnalysisEndTime") if schedule_config.get(name)]
-    if cadence.once and len(given) < 2:
-        raise ValidationError("ScheduleExpression NOW needs both DataAnalysisStartTime and DataAnalysisEndTime")
-    window = analysis_window(schedule_config, datetime(2000, 1, 1, tzinfo=timezone.utc))
-    if window.start >= window.end:
-        raise ValidationError(
-            f"DataAnalysisStartTime {schedule_config.get('DataAnalysisStartTime')!r} must come before "
-            f"DataAnalysisEndTime {schedule_config.get('DataAnalysisEndTime', 'PT0H')!r}"
-        )
-    if window.end - window.start > MAX_WINDOW:
-        raise ValidationError("DataAnalysisStartTime must not precede DataAnalysisEndTime by more than 24 hours")
-    return cadence
+    try:
+        return check_schedule_config(schedule_config)
+    except ScheduleExpressionError as error:
+        raise ValidationError(str(error)) from None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -209,9 +107,7 @@ def _endpoint_input(definition: dict) -> dict:
 
 def capture_config(platform, endpoint_name: str) -> dict:
     """The endpoint's current DataCaptureConfig, or ValidationError when capture is off."""
-    endpoint = platform.store.get("Endpoint", endpoint_name)
-    if endpoint is None:
-        raise ValidationError(f"Could not find endpoint {endpoint_name!r}")
+    endpoint = hosting.get_resource(platform, "Endpoint", endpoint_name)
     config_name = endpoint.get("EndpointConfigName")
     endpoint_config = platform.store.get("EndpointConfig", config_name) if config_name else None
     if endpoint_config is None:
@@ -465,9 +361,8 @@ def _decode_token(token: str) -> int:
 # --- answers in the output shape --------------------------------------------------------------
 
 
-@functools.cache
 def _model():
-    return botocore.session.get_session().get_service_model("sagemaker")
+    return service_model("sagemaker")
 
 
 def _answer(operation: str, record: dict) -> dict:

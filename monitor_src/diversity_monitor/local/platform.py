@@ -3,24 +3,23 @@
 `LocalPlatform` is the object every stand-in module receives: the resource store, the clock,
 the folders, boto3 clients pointed at moto, ARNs, and `register_operations` through which a
 module plugs its handlers into the gateway. Modules install themselves with
-`install(platform)`; hosting and runtime are always installed, monitoring and alarms when their
-modules exist.
+`install(platform)`, in the order of `MODULES`.
 
 Records in `platform.store` have the shape of the matching Describe* response. Their timestamps
 are ISO-8601 strings (`platform.timestamp()`); the gateway turns every timestamp member into the
 wire form when it answers, so a handler returns a stored record as it is.
 
 `start_stack(state_dir, port, clock)` starts moto (a child process on a free loopback port, so
-its in-memory state is this stack's alone), restores S3 from the state folder, installs the
-modules, redeploys endpoints that were in service, and serves the gateway on 127.0.0.1:port.
-S3 is saved to the state folder at every full hour of the clock and at stop (`snapshot`).
+its in-memory state is this stack's alone), restores S3, SNS and SQS from the state folder,
+installs the modules (metric data and alarms come back with theirs), redeploys endpoints that
+were in service, and serves the gateway on 127.0.0.1:port. The snapshot is saved at every full
+hour of the clock and at stop (`snapshot`).
 """
 
 from __future__ import annotations
 
 import errno
 import importlib
-import importlib.util
 import logging
 import os
 import signal
@@ -32,7 +31,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Mapping, MutableMapping
 
 import boto3
 import urllib3
@@ -41,7 +40,7 @@ from botocore.config import Config
 from diversity_monitor import clock as process_clock
 from diversity_monitor.local import snapshot
 from diversity_monitor.local.clock import Clock, RealClock, SimulatedClock
-from diversity_monitor.local.protocols import service_model
+from diversity_monitor.local.protocols import isolated_botocore_session, service_model
 from diversity_monitor.local.store import Store
 
 log = logging.getLogger(__name__)
@@ -55,10 +54,39 @@ LOOPBACK = "127.0.0.1"
 # Modules that plug into the platform, in install order. Order matters for the clock: tick
 # subscribers run in subscription order, so runtime's capture flush (installed first) lands a
 # minute's captures in S3 before a schedule firing at that minute reads them.
-CORE_MODULES = ("diversity_monitor.local.hosting", "diversity_monitor.local.runtime")
-OPTIONAL_MODULES = ("diversity_monitor.local.monitoring", "diversity_monitor.local.alarms")
+MODULES = (
+    "diversity_monitor.local.hosting",
+    "diversity_monitor.local.runtime",
+    "diversity_monitor.local.metric_data",  # before monitoring and alarms: its journal is replayed at install
+    "diversity_monitor.local.monitoring",
+    "diversity_monitor.local.alarms",
+)
 
 Handler = Callable[["LocalPlatform", dict], dict]
+
+
+# boto3 reads no profile, endpoint or credentials from the user's ~/.aws with these.
+ISOLATED_AWS_FILES = {"AWS_CONFIG_FILE": os.devnull, "AWS_SHARED_CREDENTIALS_FILE": os.devnull}
+
+
+def isolate_aws_environment(environ: MutableMapping[str, str], settings: Mapping[str, str]) -> dict[str, str]:
+    """Replace every AWS_* variable of `environ` by `settings` (a `client_environment()`).
+
+    Inherited AWS_ENDPOINT_URL_<SERVICE>, AWS_IGNORE_CONFIGURED_ENDPOINT_URLS, AWS_PROFILE,
+    session tokens or config-file paths would otherwise send calls elsewhere or sign them with
+    other credentials. Returns the AWS_* variables that were there, for `restore_aws_environment`.
+    """
+    previous = {key: value for key, value in environ.items() if key.startswith("AWS_")}
+    for key in previous:
+        del environ[key]
+    environ.update(settings)
+    return previous
+
+
+def restore_aws_environment(environ: MutableMapping[str, str], previous: Mapping[str, str]) -> None:
+    for key in [key for key in environ if key.startswith("AWS_")]:
+        del environ[key]
+    environ.update(previous)
 
 
 class StackError(RuntimeError):
@@ -111,11 +139,12 @@ class LocalPlatform:
     # --- helpers for modules ------------------------------------------------------------------
 
     def aws_client(self, service_name: str):
-        """A boto3 client talking to moto directly (dummy credentials, no retries of 500s)."""
+        """A boto3 client talking to moto directly (dummy credentials, no retries of 500s); it
+        reads nothing from this process's AWS_* variables or ~/.aws (`isolated_botocore_session`)."""
         with self._clients_lock:
             client = self._clients.get(service_name)
             if client is None:
-                client = boto3.session.Session().client(
+                client = boto3.session.Session(botocore_session=isolated_botocore_session()).client(
                     service_name,
                     endpoint_url=self.moto_url,
                     region_name=self.region,
@@ -135,7 +164,7 @@ class LocalPlatform:
         return self.clock.now().isoformat()
 
     def aws_environment(self) -> dict[str, str]:
-        """Variables that point boto3 in a process the stack starts at this stack."""
+        """Variables that point boto3 at this stack (what `local up` prints as exports)."""
         return {
             "AWS_ENDPOINT_URL": self.url,
             **DUMMY_CREDENTIALS,
@@ -143,9 +172,17 @@ class LocalPlatform:
             "AWS_REGION": self.region,
         }
 
+    def client_environment(self) -> dict[str, str]:
+        """The complete AWS settings of a process that must talk to this stack and nothing else:
+        `aws_environment()`, with empty config and credentials files so that no profile,
+        `ignore_configured_endpoint_urls` or service endpoint from ~/.aws applies. Use it on an
+        environment without any other AWS_* variable (`isolate_aws_environment`)."""
+        return {**self.aws_environment(), **ISOLATED_AWS_FILES}
+
     def process_environment(self) -> dict[str, str]:
-        """Platform variables for every process the stack launches (model servers, jobs)."""
-        environment = self.aws_environment()
+        """Platform variables for every process the stack launches (model servers, jobs); the
+        launcher keeps the host's AWS_* variables out, so these are its only AWS settings."""
+        environment = self.client_environment()
         if self.clock.simulated:
             environment[process_clock.NOW_ENV] = self.clock.now().isoformat()
         return environment
@@ -197,21 +234,39 @@ class LocalPlatform:
 
 
 def install_modules(platform: LocalPlatform) -> list[str]:
-    """Install the core modules and the optional ones that exist; returns what was installed."""
-    installed = []
-    for name in CORE_MODULES + OPTIONAL_MODULES:
-        # TEMPORARY guard while monitoring/alarms are being written: the lead removes it.
-        if name in OPTIONAL_MODULES and importlib.util.find_spec(name) is None:
-            continue
+    """Install every module, in order; returns their names."""
+    for name in MODULES:
         importlib.import_module(name).install(platform)
-        installed.append(name)
-    return installed
+    return list(MODULES)
 
 
 # --- processes and threads the stack runs ---------------------------------------------------
 
+def _port_in_use(port: int, how: str) -> PortInUse:
+    return PortInUse(
+        f"port {port} on {LOOPBACK} is already in use ({how}): is a stack already running "
+        f"(`diversity-monitor local status`)? Stop it, or choose another port with --port"
+    )
+
+
+def something_listens(port: int) -> bool:
+    """Whether a server accepts connections on 127.0.0.1:port (bound there or to every interface)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.settimeout(1.0)
+        return probe.connect_ex((LOOPBACK, port)) == 0
+
+
 def bind_loopback(port: int) -> socket.socket:
-    """The gateway's listening socket on 127.0.0.1, or a clear error if the port is taken."""
+    """The gateway's listening socket on 127.0.0.1, or a clear error if the port is taken.
+
+    Two checks, because the bind alone is not enough everywhere: SO_REUSEADDR (needed to restart
+    over connections in TIME_WAIT) lets macOS and the BSDs bind 127.0.0.1:PORT while another
+    process listens on the wildcard address 0.0.0.0:PORT, and that process would then get half
+    the traffic. So a port on which something already accepts connections is refused first; the
+    bind then catches the rest (Linux refuses it with EADDRINUSE).
+    """
+    if port and something_listens(port):
+        raise _port_in_use(port, "a server answers there")
     # IPPROTO_TCP explicitly: asyncio sets TCP_NODELAY only on sockets that say they are TCP, and
     # without it every small response waits out a 40 ms delayed ACK.
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
@@ -221,10 +276,7 @@ def bind_loopback(port: int) -> socket.socket:
     except OSError as error:
         sock.close()
         if error.errno == errno.EADDRINUSE:
-            raise PortInUse(
-                f"port {port} on {LOOPBACK} is already in use: is a stack already running "
-                f"(`diversity-monitor local status`)? Stop it, or choose another port with --port"
-            ) from None
+            raise _port_in_use(port, "it cannot be bound") from None
         raise StackError(f"cannot listen on {LOOPBACK}:{port}: {error.strerror}") from None
     sock.listen(128)
     return sock
@@ -288,6 +340,7 @@ class MotoProcess:
         with open(log_path, "ab") as log_file:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "moto.server", "-H", LOOPBACK, "-p", str(self.port)],
+                env={key: value for key, value in os.environ.items() if not key.startswith("AWS_")},
                 stdout=log_file,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
@@ -339,8 +392,7 @@ class RunningStack:
         try:
             self.platform.stop()  # jobs and model servers first: a running job may still call the gateway
             self._gateway.stop()
-            count = snapshot.save(self.platform.aws_client("s3"), self.platform.state_dir / "s3")
-            log.info("saved %d S3 objects to %s", count, self.platform.state_dir / "s3")
+            save_state(self.platform, final=True)
         finally:
             self._moto.stop()
 
@@ -369,8 +421,7 @@ def start_stack(
     try:
         moto = MotoProcess(state_dir / "logs" / "moto.log")
         platform = LocalPlatform(state_dir, clock, moto.url, url, region)
-        restored = snapshot.restore(platform.aws_client("s3"), state_dir / "s3", region)
-        log.info("restored %d S3 objects", restored)
+        restore_state(platform)
         installed = install_modules(platform)
         # Subscribed last, so it sees what every module wrote at that minute.
         clock.subscribe(lambda now: _hourly_snapshot(platform, now))
@@ -387,9 +438,29 @@ def start_stack(
 
 
 def _hourly_snapshot(platform: LocalPlatform, now: datetime) -> None:
-    """Keep the S3 snapshot at most an hour behind, so a crash loses little (stop saves it all)."""
+    """Keep the snapshot at most an hour behind, so a crash loses little (stop saves it all)."""
     if now.minute == 0:
-        snapshot.save(platform.aws_client("s3"), platform.state_dir / "s3")
+        save_state(platform, final=False)
+
+
+def save_state(platform: LocalPlatform, final: bool) -> None:
+    """Snapshot what moto holds (S3, SNS and SQS; queued messages only when `final`, at stop,
+    since receiving them hides them from consumers) and trim the metric journal to two weeks."""
+    from diversity_monitor.local import metric_data
+
+    count = snapshot.save(platform.aws_client("s3"), platform.state_dir / "s3")
+    messaging = snapshot.save_messaging(platform.aws_client("sns"), platform.aws_client("sqs"),
+                                        platform.state_dir / snapshot.MESSAGING, messages=final)
+    metric_data.metric_journal(platform).retained(platform.clock.now() - metric_data.METRIC_PAST_LIMIT)
+    log.info("saved %d S3 objects and %s to %s", count, messaging, platform.state_dir)
+
+
+def restore_state(platform: LocalPlatform) -> None:
+    """Put the snapshot back into a fresh moto (metric data: `metric_data.install`)."""
+    count = snapshot.restore(platform.aws_client("s3"), platform.state_dir / "s3", platform.region)
+    messaging = snapshot.restore_messaging(platform.aws_client("sns"), platform.aws_client("sqs"),
+                                           platform.state_dir / snapshot.MESSAGING)
+    log.info("restored %d S3 objects and %s", count, messaging)
 
 
 def parse_clock(start: str | None) -> Clock:

@@ -27,21 +27,19 @@ import dataclasses
 import functools
 import json
 import logging
-import math
 import subprocess
 import threading
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path, PurePosixPath
 from typing import Any, Iterable, Iterator, Protocol
 
-import botocore.session
-from botocore.exceptions import BotoCoreError, ClientError, ParamValidationError
-from botocore.validate import validate_parameters
+from botocore.exceptions import BotoCoreError, ClientError
 
 from diversity_monitor import container_paths
 from diversity_monitor.clock import iso_z, parse_instant
-from diversity_monitor.local import images
+from diversity_monitor.local import images, metric_data
 from diversity_monitor.local.clock import Clock
+from diversity_monitor.local.protocols import service_model, validate
 from diversity_monitor.local.store import Store
 from diversity_monitor.local.platform import stop_process
 from diversity_monitor.storage import S3Location, StorageError
@@ -55,12 +53,6 @@ STOP_GRACE_SECONDS = 5  # SIGTERM, then this long before SIGKILL (what `docker s
 
 # Model Monitor publishes the container's metrics file here [BYOC; facts page].
 METRICS_NAMESPACE = "aws/sagemaker/Endpoints/data-metrics"
-# PutMetricData limits [CW][API]; the local stand-in does not enforce them, so we do.
-MAX_DATUMS_PER_REQUEST = 1000
-MAX_REQUEST_BYTES = 1_000_000
-_REQUEST_BUDGET = MAX_REQUEST_BYTES // 2  # JSON size of the data, leaving room for the encoding
-METRIC_PAST_LIMIT = timedelta(days=14)
-METRIC_FUTURE_LIMIT = timedelta(hours=2)
 # The keys a metrics-file line may carry, as the BYOC CloudWatch page documents them.
 METRIC_LINE_KEYS = frozenset({"MetricName", "Timestamp", "Dimensions", "Value", "StatisticValues", "Unit"})
 
@@ -70,6 +62,7 @@ class JobHost(Protocol):
 
     store: Store
     clock: Clock
+    state_dir: Path
     jobs_dir: Path
     region: str
     def aws_client(self, service_name: str) -> Any: ...
@@ -236,7 +229,8 @@ def _run_container(host: JobHost, spec: images.ImageSpec, record: dict, folder: 
     max_runtime = record.get("StoppingCondition", {}).get("MaxRuntimeInSeconds")
     folder.log.parent.mkdir(parents=True, exist_ok=True)
     try:
-        process = images.launch(spec, folder.root, environment, list(arguments) if arguments else None, log_path=folder.log)
+        process = images.launch(spec, folder.root, environment, list(arguments) if arguments else None,
+                                log_path=folder.log)
     except OSError as error:  # the Dockerfile's command does not exist here
         raise JobError(f"ClientError: cannot start {' '.join(spec.command(arguments))!r} for image {spec.uri}: {error}") from error
     name = record["ProcessingJobName"]
@@ -322,20 +316,20 @@ def _clip(text: str, limit: int) -> str:
 def publish_container_metrics(host: JobHost, job_name: str) -> int:
     """PutMetricData every line of the job's `/opt/ml/output/metrics/cloudwatch/*.jsonl`.
 
-    All lines are checked first (documented keys, botocore's MetricDatum shape, finite values,
-    timestamps from 2 weeks ago to 2 hours ahead of the platform clock); one bad line publishes
-    nothing and raises MetricsFileError naming the file and line. Returns the datums published.
+    All lines are checked first, as CloudWatch would check a PutMetricData request, by the stand-in's
+    own rules (not the kit's): documented keys; the MetricDatum shape with the model's minimums,
+    maximums and enums (at most 30 dimensions, names up to 255 characters, a known Unit...);
+    values finite and within +-2^360; timestamps from 2 weeks ago to 2 hours ahead of the platform
+    clock. One bad line publishes nothing and raises MetricsFileError naming the file and line
+    (what Model Monitor does with a bad file is not documented; the scheduler fails the
+    execution with it as FailureReason). Returns the datums published.
     """
     metrics_dir = job_folder(host, job_name).local(container_paths.CLOUDWATCH_METRICS_DIR)
     data = list(read_metric_lines(sorted(metrics_dir.glob("*.jsonl")), host.clock.now()))
-    client = host.aws_client("cloudwatch")
-    for chunk in chunk_metric_data(data):
-        client.put_metric_data(Namespace=METRICS_NAMESPACE, MetricData=chunk)
-    return len(data)
+    return metric_data.put_metric_data(host, METRICS_NAMESPACE, data)
 
 
 def read_metric_lines(paths: Iterable[Path], now: datetime) -> Iterator[dict]:
-    shape = _put_metric_data_shape()
     for path in paths:
         try:
             text = path.read_text(encoding="utf-8")
@@ -345,12 +339,12 @@ def read_metric_lines(paths: Iterable[Path], now: datetime) -> Iterator[dict]:
             if not line.strip():
                 continue
             try:
-                yield metric_datum(line, now, shape)
+                yield metric_datum(line, now)
             except MetricsFileError as error:
                 raise MetricsFileError(f"{path.name} line {number}: {error}") from None
 
 
-def metric_datum(line: str, now: datetime, shape=None) -> dict:
+def metric_datum(line: str, now: datetime) -> dict:
     """One metrics-file line as a PutMetricData datum, or MetricsFileError saying what is wrong."""
     try:
         datum = json.loads(line)
@@ -369,37 +363,14 @@ def metric_datum(line: str, now: datetime, shape=None) -> dict:
         datum["Timestamp"] = parse_instant(str(datum["Timestamp"]))
     except ValueError:
         raise MetricsFileError(f"Timestamp {datum['Timestamp']!r} is not ISO-8601 (like 2019-11-26T03:00:00Z)") from None
-    if not now - METRIC_PAST_LIMIT <= datum["Timestamp"] <= now + METRIC_FUTURE_LIMIT:
-        raise MetricsFileError(
-            f"Timestamp {iso_z(datum['Timestamp'])} is outside what CloudWatch accepts at {iso_z(now)} "
-            "(2 weeks ago to 2 hours ahead)"
-        )
     try:
-        validate_parameters({"Namespace": METRICS_NAMESPACE, "MetricData": [datum]}, shape or _put_metric_data_shape())
-    except ParamValidationError as error:
-        raise MetricsFileError(str(error.kwargs.get("report", error)).replace("\n", "; ")) from None
-    values = [datum["Value"]] if "Value" in datum else list(datum["StatisticValues"].values())
-    if not all(math.isfinite(value) for value in values):
-        raise MetricsFileError(f"{datum['MetricName']}: values must be finite (no NaN or Infinity)")
+        validate({"Namespace": METRICS_NAMESPACE, "MetricData": [datum]}, _put_metric_data(), MetricsFileError)
+        metric_data.check_datum(datum, now)
+    except ValueError as error:
+        raise MetricsFileError(str(error).replace("\n", "; ")) from None
     return datum
 
 
-def chunk_metric_data(data: list[dict]) -> Iterator[list[dict]]:
-    """Split datums into PutMetricData requests within the count and size limits."""
-    chunk: list[dict] = []
-    size = 0
-    for datum in data:
-        datum_size = len(json.dumps(datum, default=str))
-        if chunk and (len(chunk) == MAX_DATUMS_PER_REQUEST or size + datum_size > _REQUEST_BUDGET):
-            yield chunk
-            chunk, size = [], 0
-        chunk.append(datum)
-        size += datum_size
-    if chunk:
-        yield chunk
-
-
 @functools.cache
-def _put_metric_data_shape():
-    model = botocore.session.get_session().get_service_model("cloudwatch")
-    return model.operation_model("PutMetricData").input_shape
+def _put_metric_data():
+    return service_model("cloudwatch").operation_model("PutMetricData")
