@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import threading
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -37,6 +38,7 @@ BASELINES = f"s3://{MONITOR_BUCKET}/baselines"
 NO_CAPTURE_ENDPOINT = "recommender-nocapture"
 STAGING_ENDPOINT = "recommender-staging"
 HOUR = timedelta(hours=1)
+RUNBOOK_URL = "https://git.example.com/recs/diversity-monitor/-/blob/main/runbooks/README.md"
 
 
 @dataclass
@@ -264,8 +266,8 @@ def test_gate_command_of_the_pipeline_step_gives_the_same_verdict(gate_v2, capsy
 
 @pytest.fixture(scope="module")
 def schedule_runs(stack, baseline_v1):
-    first = run_notebook(stack, "03_create_schedule_and_alarm.ipynb", "schedule-1")
-    second = run_notebook(stack, "03_create_schedule_and_alarm.ipynb", "schedule-2")
+    first = run_notebook(stack, "03_create_schedule_and_alarm.ipynb", "schedule-1", runbook_url=RUNBOOK_URL)
+    second = run_notebook(stack, "03_create_schedule_and_alarm.ipynb", "schedule-2", runbook_url=RUNBOOK_URL)
     return first, second
 
 
@@ -296,8 +298,12 @@ def test_schedule_notebook_creates_both_alarms_to_the_pager(schedule_runs):
             diversity["EvaluationPeriods"], diversity["Period"], diversity["TreatMissingData"]) == (
         "top10_category_diversity_mean", 4.0, 2, 3, 3600, "missing")
     assert (health["MetricName"], health["TreatMissingData"]) == ("replay_success_rate", "breaching")
+    # no run has published yet: a heartbeat alarm over an empty window is in ALARM, so it must page nobody
+    assert health["ActionsEnabled"] is False and diversity["ActionsEnabled"] is True
+    assert f"health alarm {ENDPOINT}-diversity-monitor-unhealthy NOT ARMED YET" in first.text
     topic = boto3.client("sns").create_topic(Name="oncall-pager")["TopicArn"]
     assert diversity["AlarmActions"] == health["AlarmActions"] == [topic]
+    assert RUNBOOK_URL in diversity["AlarmDescription"] and RUNBOOK_URL in health["AlarmDescription"]  # a link in the page
     for run in (first, second):  # the on-call's table, both times
         assert "Average(top10_category_diversity_mean) &lt; 4 for 2 of 3 x 60 min" in run.text
         assert "Minimum(replay_success_rate) &lt; 0.95 for 2 of 2 x 60 min" in run.text
@@ -321,6 +327,10 @@ def test_schedule_notebook_generates_valid_eventbridge_processing_requests(sched
     assert job["AppSpecification"]["ContainerArguments"][:2] == ["--endpoint-name", ENDPOINT]
     assert "--put-metric-data" in job["AppSpecification"]["ContainerArguments"]
     assert job["Environment"]["end_time"] == "2027-10-31T09:00:00Z"
+    # Model Monitor's report layout: the container adds yyyy/mm/dd/HH of end_time below the schedule
+    assert "--output-hour-folder" in job["AppSpecification"]["ContainerArguments"]
+    assert job["ProcessingOutputConfig"]["Outputs"][0]["S3Output"]["S3Uri"] == \
+        f"s3://{MONITOR_BUCKET}/reports/{ENDPOINT}/{schedule['Name']}/"
     assert job["Environment"]["sagemaker_monitoring_schedule_name"] == schedule["Name"]
 
 
@@ -360,7 +370,20 @@ def test_investigation_notebook_shows_hours_alarm_and_deploy(investigation_run):
     assert hourly["mean"].iloc[0] >= 6 and (hourly["mean"].iloc[1:] <= 2.5).all()
     assert list(hourly["alarm"]) == ["OK", "OK", "ALARM"]
     assert executed.images == 2  # the timeline and the before/after histogram
-    assert_calls_valid(executed, {"ListObjectsV2", "GetObject", "DescribeAlarmHistory", "ListEndpointConfigs"})
+    assert_calls_valid(executed, {"ListObjectsV2", "GetObject", "DescribeAlarmHistory", "DescribeEndpoint"})
+    assert "capture: 100%" in executed.text and "3/3" in executed.text  # progress over the hours read
+
+
+def test_investigation_reads_only_the_hour_folders_of_the_range(investigation_run):
+    executed, start, _, _ = investigation_run
+    hours = {f"{start + n * HOUR:%Y/%m/%d/%H}" for n in range(-1, 3)}  # the reports' hours and their windows
+    prefixes = [r["params"]["Prefix"] for r in executed.audit if r["operation"] == "ListObjectsV2"]
+    assert prefixes
+    for prefix in prefixes:
+        below = re.sub(rf"^.*?/(?:{SCHEDULE}|{VARIANT})/", "", prefix)  # what follows the schedule or variant folder
+        # Listing the endpoint or variant folder (finding where capture lives) is fine; a year, month or
+        # day folder, or an hour outside the range, is reading what the range does not need.
+        assert below in (prefix, "") or below.rstrip("/") in hours, prefix
 
 
 def test_investigation_compares_live_traffic_with_the_replay(investigation_run):
@@ -382,6 +405,16 @@ def test_investigation_finds_frozen_slots_and_compares_two_hours(investigation_r
     assert float(before_after.loc["mean"].iloc[0]) > float(before_after.loc["mean"].iloc[1])
     copied = sorted(path.parent.name for path in (executed.folder / "investigation-reports").rglob("report.ipynb"))
     assert copied == [f"{start:%Y-%m-%d-%H}", f"{start + 2 * HOUR:%Y-%m-%d-%H}"]
+
+
+def test_schedule_notebook_rerun_after_the_first_runs_arms_the_health_alarm(stack, investigation_run):
+    third = run_notebook(stack, "03_create_schedule_and_alarm.ipynb", "schedule-3", runbook_url=RUNBOOK_URL)
+    assert third.error is None, third.error
+    assert f"health alarm {ENDPOINT}-diversity-monitor-unhealthy ARMED" in third.text
+    health = boto3.client("cloudwatch").describe_alarms(
+        AlarmNames=[f"{ENDPOINT}-diversity-monitor-unhealthy"])["MetricAlarms"][0]
+    assert health["ActionsEnabled"] is True
+    assert_calls_valid(third, {"ListMonitoringExecutions", "PutMetricAlarm"})
 
 
 # --- committed notebooks ------------------------------------------------------------------------

@@ -9,11 +9,14 @@ must be healthy, with the alarm back to OK and the pager having seen ALARM then 
 
 `runbooks/monitor_job_failed.ipynb` is run on real failed executions made afterwards on the same
 stack: a re-run of an hour from before capture began (the notebook itself starts the re-run:
-"Job inputs had no data"), and a one-off run whose baseline does not exist.
+"Job inputs had no data"), a one-off run whose baseline does not exist, and an endpoint that is
+down (it answers too slowly for the run's invoke timeout: the run completes, blind).
 
 Every botocore call of every papermill kernel is audited against the service model
 (tests/botocore_audit) and must be valid. The kernels see the simulated time through
-DIVERSITY_MONITOR_NOW, the variable the stack gives every process it starts.
+DIVERSITY_MONITOR_NOW, the variable the stack gives every process it starts, and run in a time
+zone far from UTC (an on-call's laptop): botocore hands out local times, the runbooks must not
+care.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import boto3
@@ -29,9 +32,13 @@ import nbformat
 import papermill
 import pytest
 
-from diversity_monitor import incident, job_diagnosis, storage
+from diversity_monitor import deployment, incident, job_diagnosis, storage
 from diversity_monitor.clock import NOW_ENV
-from diversity_monitor.scenario import ENDPOINT, MONITOR_BUCKET, REPORTS_URI, SCHEDULE
+from diversity_monitor.deployment import Deployment
+from diversity_monitor.monitoring_setup import MonitorSpec, monitoring_job_definition
+from diversity_monitor.report_history import HourReport
+from diversity_monitor.scenario import (CATALOG_URI, ENDPOINT, MODEL_IMAGE, MODELS_BUCKET, MONITOR_BUCKET, MONITOR_IMAGE,
+                                        REPORTS_URI, ROLE_ARN, SCHEDULE, VALIDATION_URI, VARIANT)
 from container import AUDIT_DIR
 from stack_fixtures import deployed_stack
 
@@ -48,6 +55,9 @@ BLUE_GREEN = {"BlueGreenUpdatePolicy": {
     "MaximumExecutionTimeoutInSeconds": 600,
 }}
 NO_BASELINE_SCHEDULE = "recommender-diversity-nobaseline"
+STALLED_SCHEDULE = "recommender-diversity-stalled"
+KERNEL_TZ = "Asia/Kolkata"  # UTC+05:30: any local-time slip moves hours and half-hours
+READ_ONLY_PREFIXES = ("Describe", "List", "Get", "Head")
 
 
 def at(text: str) -> datetime:
@@ -89,6 +99,7 @@ def run_runbook(folder: Path, name: str, stack, **parameters) -> Executed:
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("BOTOCORE_AUDIT_FILE", str(audit_file))
         patch.setenv(NOW_ENV, stack.platform.clock.now().isoformat())
+        patch.setenv("TZ", KERNEL_TZ)
         try:
             papermill.execute_notebook(str(RUNBOOKS / name), str(folder / name),
                                        parameters={"endpoint_url": stack.url, **parameters},
@@ -126,9 +137,9 @@ def drill(tmp_path_factory):
             scenario.live_hour()  # 07:00 run, before the alarms exist
             scenario.create_pager_and_alarms()
             scenario.live_hour()  # 08:00 run
-            scenario.to_minutes_past(30)
+            scenario.live_until(30)
             scenario.deploy(f"{ENDPOINT}-v2", "deploy")
-            scenario.to_minutes_past(0)  # 09:00 run against v2
+            scenario.live_until(0)  # 09:00 run against v2; users saw v1 then v2 this hour
             scenario.live_hour()  # 10:00 run against v2
             scenario.advance(5 * 60)
             result["paged_at"] = scenario.now()
@@ -178,7 +189,35 @@ def drill(tmp_path_factory):
             result["no_baseline_executions"] = executions(NO_BASELINE_SCHEDULE)
             result["no_baseline"] = run_runbook(path / "no-baseline", "monitor_job_failed.ipynb", stack,
                                                 schedule_name=NO_BASELINE_SCHEDULE)
+
+            # The endpoint goes down: v1 behind a config whose model answers in 3 s, watched by a
+            # one-off run with a 1 s invoke timeout. It completes, having replayed nothing.
+            stall_endpoint(sagemaker)
+            scenario.send_live_traffic(4)  # capture in the window: the run is not "no data"
+            stalled = sagemaker.describe_monitoring_schedule(MonitoringScheduleName=SCHEDULE)
+            definition = stalled["MonitoringScheduleConfig"]["MonitoringJobDefinition"]
+            definition["MonitoringAppSpecification"]["ContainerArguments"] += ["--invoke-timeout", "1", "--max-attempts", "1"]
+            sagemaker.create_monitoring_schedule(MonitoringScheduleName=STALLED_SCHEDULE, MonitoringScheduleConfig={
+                "ScheduleConfig": {"ScheduleExpression": "NOW", "DataAnalysisStartTime": "-PT1H",
+                                   "DataAnalysisEndTime": "PT0H"},
+                "MonitoringJobDefinition": definition})
+            scenario.advance(2 * 60)
+            result["stalled_executions"] = executions(STALLED_SCHEDULE)
+            result["stalled"] = run_runbook(path / "stalled", "monitor_job_failed.ipynb", stack,
+                                            schedule_name=STALLED_SCHEDULE)
     return result
+
+
+def stall_endpoint(sagemaker) -> None:
+    """recommender-prod on a config whose model (v1's artifact) waits 3 s before each answer."""
+    sagemaker.create_model(ModelName="news-recommender-v1-stalled", ExecutionRoleArn=ROLE_ARN, PrimaryContainer={
+        "Image": MODEL_IMAGE, "ModelDataUrl": f"s3://{MODELS_BUCKET}/news-recommender/v1/model.tar.gz",
+        "Environment": {"RECOMMENDER_LATENCY_MS": "3000"}})
+    live = sagemaker.describe_endpoint_config(EndpointConfigName=f"{ENDPOINT}-v1")
+    sagemaker.create_endpoint_config(
+        EndpointConfigName=f"{ENDPOINT}-stalled", DataCaptureConfig=live["DataCaptureConfig"],
+        ProductionVariants=[{**live["ProductionVariants"][0], "ModelName": "news-recommender-v1-stalled"}])
+    deployment.deploy_config(ENDPOINT, f"{ENDPOINT}-stalled", poll_seconds=0.5)
 
 
 # --- the diversity alarm runbook ------------------------------------------------------------------
@@ -201,10 +240,11 @@ def test_runbook_run_as_is_changes_nothing_and_says_what_it_would_do(drill):
             "(from recommender-prod-v2)") in dry.text
     assert "aws sagemaker update-endpoint --endpoint-name recommender-prod --endpoint-config-name recommender-prod-v1" in dry.text
     assert "Summary NOT written" in dry.text
-    assert "UpdateEndpoint" not in dry.operations
+    writes = {op for op in dry.operations if not op.startswith(READ_ONLY_PREFIXES)}
+    assert writes == {"InvokeEndpoint"}, writes  # the on-demand replay is the only call that is not a read
     assert not dry.invalid, dry.invalid
     assert {"DescribeAlarms", "DescribeAlarmHistory", "DescribeMonitoringSchedule", "ListObjectsV2",
-            "ListEndpointConfigs", "InvokeEndpoint"} <= dry.operations
+            "DescribeEndpoint", "DescribeEndpointConfig", "InvokeEndpoint"} <= dry.operations
 
 
 def test_runbook_shows_the_reports_and_the_deployments(drill):
@@ -214,6 +254,8 @@ def test_runbook_shows_the_reports_and_the_deployments(drill):
     assert "below the floor 4" in text  # the bad hours' violations
     assert "s3://recs-monitor/reports/recommender-prod/recommender-diversity-hourly/2027/10/31/10/report.ipynb" in text
     assert "lines up with the drop" in text
+    # every run recorded the config that served it: the deployments table is evidence
+    assert "served by" in text and "recommender-prod-v1" in text
     # the hourly report the on-call may open first points at the runbook too
     assert "runbooks/diversity_alarm.ipynb" in drill["bad_report"]
 
@@ -300,21 +342,38 @@ def test_failed_job_runbook_names_a_missing_baseline(drill):
     assert {"DescribeProcessingJob", "HeadObject"} <= no_baseline.operations
 
 
+def test_failed_job_runbook_finds_an_endpoint_that_is_down(drill):
+    """The run does not fail: it completes without replaying anything, which the health alarm pages on."""
+    [execution] = drill["stalled_executions"].values()
+    assert execution["MonitoringExecutionStatus"] == "CompletedWithViolations"
+    stalled = drill["stalled"]
+    assert stalled.error is None, stalled.error
+    assert "CompletedWithViolations (REPLAY FAILED: monitor blind)" in stalled.text
+    assert "The run completed but the monitor was blind**: only 0 of 100 sessions replayed" in stalled.text
+    assert "LIKELY CAUSE: Endpoint unreachable or failing" in stalled.text
+    assert "InService, but a test invocation failed" in stalled.text
+    assert not stalled.invalid, stalled.invalid
+
+
 # --- the request builders, offline ----------------------------------------------------------------
 
-def test_rerun_offsets_put_the_window_on_the_hour():
+def test_rerun_offsets_put_the_window_on_the_hour(monkeypatch):
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "eu-west-1")
     schedule = {"MonitoringScheduleName": SCHEDULE, "CreationTime": at("2027-10-31T06:00:00"),
                 "MonitoringScheduleConfig": {"ScheduleConfig": {"ScheduleExpression": "cron(0 * ? * * *)"},
-                                             "MonitoringJobDefinition": {"RoleArn": "arn:aws:iam::1:role/r"}}}
+                                             "MonitoringJobDefinition": monitoring_job_definition(MonitorSpec(
+                    ENDPOINT, SCHEDULE, MONITOR_IMAGE, ROLE_ARN, VALIDATION_URI, CATALOG_URI, REPORTS_URI))}}
     request = job_diagnosis.rerun_request(schedule, at("2027-10-31T09:00:00"), now=at("2027-10-31T12:14:30"))
     config = request["MonitoringScheduleConfig"]["ScheduleConfig"]
     # NOW fires at the next whole minute, 12:15: the window is 08:00-09:00, the run at 09:00's
     assert config == {"ScheduleExpression": "NOW", "DataAnalysisStartTime": "-PT4H15M", "DataAnalysisEndTime": "-PT3H15M"}
     assert request["MonitoringScheduleName"] == "recommender-diversity-hourly-rerun-2027103109"
     assert job_diagnosis.rerun_name(request["MonitoringScheduleName"], at("2027-10-31T09:00:00")) == request["MonitoringScheduleName"]
-    assert job_diagnosis.aws_cron_to_crontab("cron(0 2/4 ? * * *)") == "0 2/4 * * *"
     runs = job_diagnosis.expected_runs(schedule, at("2027-10-31T05:00:00"), at("2027-10-31T09:30:00"))
     assert [run.hour for run in runs] == [7, 8, 9]
+    # the same instants given in a laptop's zone (as botocore returns them) change nothing
+    local = {**schedule, "CreationTime": at("2027-10-31T06:00:00").astimezone(timezone(timedelta(hours=5, minutes=30)))}
+    assert job_diagnosis.expected_runs(local, at("2027-10-31T05:00:00"), at("2027-10-31T09:30:00")) == runs
     with pytest.raises(job_diagnosis.DiagnosisError, match="after now"):
         job_diagnosis.rerun_request(schedule, at("2027-10-31T13:00:00"), now=at("2027-10-31T12:14:30"))
 
@@ -325,3 +384,81 @@ def test_a_malformed_deployment_config_is_refused_before_anything_is_sent(monkey
     with pytest.raises(incident.IncidentError, match="WaitIntervalSeconds"):
         incident.validate_update_request({"EndpointName": ENDPOINT, "EndpointConfigName": f"{ENDPOINT}-v1",
                                           "DeploymentConfig": bad})
+
+
+# --- the incident logic on hand-made reports --------------------------------------------------------
+
+def report(hour: int, status: str, config: str | None = "c-v1", mean: float = 6.5) -> HourReport:
+    """A report as load_reports reads it: `ok`, `bad` (a violation) or `failed` (no statistics)."""
+    if status == "failed":
+        return HourReport(at(f"2027-10-31T{hour:02d}:00:00"), f"s3://r/{hour}", None, [], (f"s3://r/{hour}/report.ipynb",))
+    serving = {"endpoint_config": config, "models": {VARIANT: f"model-of-{config}"}, "changed_during_replay": False,
+               "observed_at": f"2027-10-31T{hour:02d}:00:05Z", "error": None} if config else None
+    statistics = {"diversity_monitor": {"mean": mean, "p5": 5, "measured_at": f"2027-10-31T{hour:02d}:00:30Z",
+                                        "serving": serving}}
+    violations = [{"feature_name": "f", "constraint_check_type": "baseline_drift_check", "description": "below"}] \
+        if status == "bad" else []
+    return HourReport(at(f"2027-10-31T{hour:02d}:00:00"), f"s3://r/{hour}", statistics, violations, ())
+
+
+LIVE_V2 = Deployment("c-v2", at("2027-10-31T08:30:00"), ("model-of-c-v2",), True, True)
+ENDPOINT_ON_V2 = {"EndpointConfigName": "c-v2", "LastModifiedTime": at("2027-10-31T08:31:00")}
+
+
+def test_a_failed_run_is_neither_good_nor_bad():
+    reports = [report(7, "ok"), report(8, "failed"), report(9, "bad", "c-v2"), report(10, "failed"), report(11, "bad", "c-v2")]
+    streak = incident.bad_streak(reports)
+    assert [r.hour.hour for r in streak.bad_hours] == [9, 11]
+    assert [r.hour.hour for r in streak.failed_hours] == [10]
+    assert streak.last_good.hour.hour == 7  # not the failed 08:00 run
+
+
+def test_the_suspect_is_the_config_that_served_the_first_bad_run():
+    from diversity_monitor.report_history import config_changes
+
+    reports = [report(7, "ok"), report(8, "ok"), report(9, "bad", "c-v2"), report(10, "bad", "c-v2")]
+    streak = incident.bad_streak(reports)
+    suspect, text = incident.find_suspect(streak, config_changes(reports, ENDPOINT_ON_V2), ENDPOINT_ON_V2, LIVE_V2)
+    assert suspect.config == "c-v2" and suspect.went_live == at("2027-10-31T08:31:00")  # exact: LastModifiedTime
+    assert "SUSPECT: `c-v2`" in text and "after the last good run at 2027-10-31T08:00:00Z" in text
+
+
+def test_no_suspect_when_the_same_config_served_good_and_bad_runs_or_no_good_run_is_seen():
+    same = [report(8, "ok", "c-v2"), report(9, "bad", "c-v2")]
+    suspect, text = incident.find_suspect(incident.bad_streak(same), [], ENDPOINT_ON_V2, LIVE_V2)
+    assert suspect is None and "No deployment lines up" in text
+    only_bad = [report(9, "bad", "c-v2"), report(10, "bad", "c-v2")]
+    suspect, text = incident.find_suspect(incident.bad_streak(only_bad), [], ENDPOINT_ON_V2, LIVE_V2)
+    assert suspect is None and "raise `lookback_hours`" in text
+
+
+def test_without_serving_records_only_the_last_update_can_be_named_and_it_says_so():
+    reports = [report(8, "ok", None), report(9, "bad", None)]
+    suspect, text = incident.find_suspect(incident.bad_streak(reports), [], ENDPOINT_ON_V2, LIVE_V2)
+    assert suspect.config == "c-v2" and "ESTIMATED" in suspect.evidence
+    late = {**ENDPOINT_ON_V2, "LastModifiedTime": at("2027-10-31T09:40:00")}  # after the first bad run
+    suspect, text = incident.find_suspect(incident.bad_streak(reports), [], late, LIVE_V2)
+    assert suspect is None and "Cannot tell which deploy" in text
+
+
+def test_no_rollback_target_when_the_live_config_had_a_clean_run_or_no_clean_run_is_seen(monkeypatch):
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "eu-west-1")
+    target = incident.Target(None, None, ENDPOINT, SCHEDULE, {}, "s3://r")
+    view = incident.DeploymentView(ENDPOINT_ON_V2, LIVE_V2, [], [], None, "")
+    clean_on_live = incident.bad_streak([report(8, "ok", "c-v2"), report(9, "bad", "c-v2")])
+    plan = incident.plan_rollback(target, view, clean_on_live)
+    assert plan.to_deployment is None and "not from a deploy" in plan.reason
+    outcome = incident.roll_back(plan, confirm=True, collapse_live=True)
+    assert not outcome.performed and outcome.message.startswith("NO ROLLBACK")
+    no_clean = incident.bad_streak([report(9, "bad", "c-v2")])
+    assert incident.plan_rollback(target, view, no_clean).to_deployment is None
+
+
+def test_an_incident_record_is_never_overwritten(tmp_path):
+    target = incident.Target(None, None, ENDPOINT, SCHEDULE, {}, str(tmp_path))
+    summary = incident.IncidentSummary(ENDPOINT, SCHEDULE, None, None, None, None, None, [], [], None, "", {
+        "performed": False, "message": "NO ROLLBACK", "from": None, "to": None}, None, None, [], "2027-10-31T10:05:00Z")
+    first = incident.write_summary(summary, target)
+    second = incident.write_summary(summary, target)
+    assert first != second and second[0].endswith("-2.json")
+    assert all(Path(uri).exists() for uri in (*first, *second))

@@ -19,7 +19,7 @@ from datetime import datetime
 import boto3
 import pandas as pd
 
-from diversity_monitor.clock import utcnow
+from diversity_monitor.clock import as_utc, utcnow
 
 _VARIANT_READ_ONLY = ("CurrentWeight", "DesiredWeight", "DeployedImages", "CurrentInstanceCount",
                       "DesiredInstanceCount", "VariantStatus", "CurrentServerlessConfig", "DesiredServerlessConfig")
@@ -118,24 +118,36 @@ def deploy_config(endpoint_name: str, config_name: str, *, deployment_config: di
     return wait_in_service(endpoint_name, client, poll_seconds)
 
 
+def describe_config(config_name: str, live_config: str | None = None, client=None) -> Deployment:
+    """One endpoint config as a Deployment (its models per variant, capture on or off)."""
+    client = client or sagemaker_client()
+    config = client.describe_endpoint_config(EndpointConfigName=config_name)
+    return Deployment(
+        config_name=config_name,
+        created=as_utc(config["CreationTime"]),
+        models=tuple(variant["ModelName"] for variant in config["ProductionVariants"]),
+        live=config_name == live_config,
+        capture=bool((config.get("DataCaptureConfig") or {}).get("EnableCapture")),
+    )
+
+
 def deployments(endpoint_name: str, client=None) -> list[Deployment]:
+    """The endpoint's configs (named `<endpoint>` or `<endpoint>-...`, the kit's convention), oldest first.
+
+    ListEndpointConfigs' NameContains is a substring match, so names are checked again here:
+    `recommender-prod` must not pick up `staging-recommender-prod-...`.
+    """
     client = client or sagemaker_client()
     live = client.describe_endpoint(EndpointName=endpoint_name)["EndpointConfigName"]
-    summaries = []
+    names = []
     for page in client.get_paginator("list_endpoint_configs").paginate(
             NameContains=endpoint_name, SortBy="CreationTime", SortOrder="Ascending"):
-        summaries.extend(page["EndpointConfigs"])
-    result = []
-    for summary in summaries:
-        config = client.describe_endpoint_config(EndpointConfigName=summary["EndpointConfigName"])
-        result.append(Deployment(
-            config_name=summary["EndpointConfigName"],
-            created=summary["CreationTime"],
-            models=tuple(variant["ModelName"] for variant in config["ProductionVariants"]),
-            live=summary["EndpointConfigName"] == live,
-            capture=bool((config.get("DataCaptureConfig") or {}).get("EnableCapture")),
-        ))
-    return result
+        names += [summary["EndpointConfigName"] for summary in page["EndpointConfigs"]
+                  if summary["EndpointConfigName"] == endpoint_name
+                  or summary["EndpointConfigName"].startswith(f"{endpoint_name}-")]
+    if live not in names:  # a live config named otherwise is still part of the history
+        names.append(live)
+    return sorted((describe_config(name, live, client) for name in names), key=lambda d: d.created)
 
 
 def deployments_frame(history: list[Deployment]) -> pd.DataFrame:

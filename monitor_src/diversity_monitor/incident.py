@@ -6,37 +6,41 @@ kit's replay), so the same calls work on AWS and on the local stack.
 - `resolve_target`: the alarm (DescribeAlarms) and, from its dimensions, the endpoint and the
   monitoring schedule; the schedule's own definition gives the replay inputs, the floor, the
   baseline and where the reports are;
-- `live_periods`: when each endpoint config served. SageMaker keeps no history of an endpoint's
-  configs, so: the live config since DescribeEndpoint's LastModifiedTime (exact: the last
-  UpdateEndpoint), earlier configs (the kit names them `<endpoint>-...`, see deployment.py) from
-  their creation time up to the next one. CloudTrail's UpdateEndpoint events are the exact record;
-- `find_suspect`: the deployment that went live between the last good run and the first bad run
-  of the current bad streak (a run at HH:00 measures the endpoint at HH:00);
-- `plan_rollback`: the config live during the last run with no violations, else
-  `deployment.previous_config`; `roll_back` sends UpdateEndpoint only with `confirm=True`
-  (validated against botocore's UpdateEndpoint input shape first, blue/green DeploymentConfig
-  included) and only while the on-demand replay still shows the collapse;
-- `incident_summary` / `write_summary`: JSON + markdown under
-  `<reports>/<endpoint>/<schedule>/incidents/<time>.json|.md`, never overwriting.
+- `bad_streak`: the current run of hourly reports with violations, and the last good one before
+  it. A failed run (no statistics) is neither: it says nothing about the endpoint;
+- `deployment_view` / `find_suspect`: which endpoint config served which runs. Every report
+  records the config that served its replay (`report_history.served_spans`), so the suspect is
+  the config that served the first bad run when another one served the last good run; SageMaker
+  keeps no deployment history and a config's creation time says nothing about when it served.
+  Reports without that record fall back on DescribeEndpoint's LastModifiedTime (the last
+  UpdateEndpoint), said as such;
+- `plan_rollback`: the config that served the last good run; none when the live config itself
+  had a clean run (the drop is not a deploy) or no clean run is in view. `roll_back` sends
+  UpdateEndpoint only with `confirm=True` (checked against the UpdateEndpoint schema first,
+  blue/green DeploymentConfig included) and only while the on-demand replay shows the collapse;
+- `incident_summary` / `record`: JSON + markdown under
+  `<reports>/<endpoint>/<schedule>/incidents/<time>.json|.md`, never overwriting, whenever the
+  on-call ran with `confirm_rollback=True`; a dry run writes nothing.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 
 import boto3
-import pandas as pd
-from botocore.exceptions import ParamValidationError
-from botocore.validate import validate_parameters
+from botocore.exceptions import ClientError
 
-from diversity_monitor import contract, deployment, job, storage
-from diversity_monitor.clock import iso_z, utcnow
+from diversity_monitor import contract, deployment, job, monitoring_setup, service_schema, storage
+from diversity_monitor.clock import as_utc, iso_z, utcnow
 from diversity_monitor.contract import ReplaySettings
 from diversity_monitor.deployment import Deployment
-from diversity_monitor.model_monitor_files import Violation, check, statistics_document
-from diversity_monitor.report_history import HourReport, load_reports
+from diversity_monitor.model_monitor_files import Violation, constraint_bounds
+from diversity_monitor.report_history import (FAILED, OK, VIOLATIONS_FOUND, AlarmChange, ConfigChange, HourReport,
+                                              ServedSpan, alarm_history as _alarm_history, config_changes,
+                                              load_reports, served_spans)
 
 RUNBOOK = "runbooks/diversity_alarm.ipynb"
 INCIDENTS_FOLDER = "incidents"
@@ -62,24 +66,17 @@ class Target:
         return self.schedule["MonitoringScheduleConfig"]["MonitoringJobDefinition"]
 
 
-def default_alarm_name(endpoint_name: str, min_diversity: float = 4.0) -> str:
-    """The name monitoring_setup gives the diversity alarm."""
-    return f"{endpoint_name}-diversity-below-{min_diversity:g}"
-
-
 def resolve_target(alarm_name: str | None = None, endpoint_name: str | None = None, schedule_name: str | None = None,
-                   reports_s3_uri: str | None = None, min_diversity: float = 4.0) -> Target:
+                   reports_s3_uri: str | None = None) -> Target:
     """The alarm, the endpoint and the schedule, from whichever of them the on-call knows."""
     if not alarm_name and not endpoint_name:
         raise IncidentError("give alarm_name (from the page) or endpoint_name")
-    cloudwatch, sagemaker = boto3.client("cloudwatch"), boto3.client("sagemaker")
-    alarm_name = alarm_name or default_alarm_name(endpoint_name, min_diversity)
-    alarms = cloudwatch.describe_alarms(AlarmNames=[alarm_name], AlarmTypes=["MetricAlarm"])["MetricAlarms"]
-    alarm = alarms[0] if alarms else None
-    dimensions = {d["Name"]: d["Value"] for d in (alarm or {}).get("Dimensions", [])}
-    if alarm is None and not endpoint_name:
+    sagemaker = boto3.client("sagemaker")
+    alarm = _describe_alarm(alarm_name) if alarm_name else None
+    if alarm_name and alarm is None and not endpoint_name:
         raise IncidentError(f"alarm {alarm_name!r} does not exist in this account/region "
                             f"({boto3.session.Session().region_name}); check the page's region, or give endpoint_name")
+    dimensions = {d["Name"]: d["Value"] for d in (alarm or {}).get("Dimensions", [])}
     if endpoint_name and dimensions.get("Endpoint") not in (None, endpoint_name):
         raise IncidentError(f"alarm {alarm_name!r} watches endpoint {dimensions['Endpoint']!r}, not {endpoint_name!r}")
     endpoint_name = endpoint_name or dimensions.get("Endpoint")
@@ -88,8 +85,18 @@ def resolve_target(alarm_name: str | None = None, endpoint_name: str | None = No
     schedule_name = schedule_name or dimensions.get("MonitoringSchedule") or _only_schedule(sagemaker, endpoint_name)
     schedule = sagemaker.describe_monitoring_schedule(MonitoringScheduleName=schedule_name)
     definition = schedule["MonitoringScheduleConfig"]["MonitoringJobDefinition"]
+    if alarm is None and not alarm_name:
+        # Only the endpoint is known: the alarm is the one monitoring_setup names for this schedule's floor.
+        floor = _schedule_arguments(schedule_name, definition).min_diversity
+        alarm_name = monitoring_setup.alarm_names(endpoint_name, schedule_name, floor)["diversity"]
+        alarm = _describe_alarm(alarm_name)
     reports_s3_uri = reports_s3_uri or definition["MonitoringOutputConfig"]["MonitoringOutputs"][0]["S3Output"]["S3Uri"]
     return Target(alarm_name if alarm else None, alarm, endpoint_name, schedule_name, schedule, reports_s3_uri)
+
+
+def _describe_alarm(alarm_name: str) -> dict | None:
+    alarms = boto3.client("cloudwatch").describe_alarms(AlarmNames=[alarm_name], AlarmTypes=["MetricAlarm"])["MetricAlarms"]
+    return alarms[0] if alarms else None
 
 
 def _only_schedule(sagemaker, endpoint_name: str) -> str:
@@ -98,6 +105,14 @@ def _only_schedule(sagemaker, endpoint_name: str) -> str:
     if len(names) != 1:
         raise IncidentError(f"endpoint {endpoint_name!r} has {len(names)} monitoring schedules ({names}); give schedule_name")
     return names[0]
+
+
+def _schedule_arguments(schedule_name: str, definition: dict):
+    arguments = list(definition["MonitoringAppSpecification"].get("ContainerArguments", []))
+    try:
+        return contract.run_argument_parser().parse_args(arguments)
+    except contract.ContractError as error:
+        raise IncidentError(f"schedule {schedule_name}: {error}") from None
 
 
 def alarm_markdown(target: Target) -> str:
@@ -120,25 +135,15 @@ def alarm_markdown(target: Target) -> str:
     ])
 
 
-def alarm_history(alarm_name: str | None) -> pd.DataFrame:
-    """State changes, oldest first (DescribeAlarmHistory keeps two weeks)."""
-    columns = ["time", "from", "to", "reason"]
-    if not alarm_name:
-        return pd.DataFrame(columns=columns)
-    rows = []
-    paginator = boto3.client("cloudwatch").get_paginator("describe_alarm_history")
-    for page in paginator.paginate(AlarmName=alarm_name, HistoryItemType="StateUpdate", ScanBy="TimestampAscending"):
-        for item in page["AlarmHistoryItems"]:
-            data = json.loads(item["HistoryData"])
-            rows.append({"time": item["Timestamp"], "from": data["oldState"]["stateValue"],
-                         "to": data["newState"]["stateValue"], "reason": data["newState"].get("stateReason", "")})
-    return pd.DataFrame(rows, columns=columns)
+def alarm_history(target: Target) -> list[AlarmChange]:
+    """State changes of the target's alarm, oldest first (none when there is no alarm)."""
+    return _alarm_history(target.alarm_name) if target.alarm_name else []
 
 
-def fired_at(history: pd.DataFrame) -> datetime | None:
+def fired_at(history: list[AlarmChange]) -> datetime | None:
     """When the alarm last went into ALARM."""
-    fired = history[history["to"] == "ALARM"]
-    return fired["time"].iloc[-1].to_pydatetime() if len(fired) else None
+    fired = [change.time for change in history if change.new == "ALARM"]
+    return fired[-1] if fired else None
 
 
 # --- the schedule's own settings: replay inputs, floor, baseline -------------------------------
@@ -154,18 +159,12 @@ class MonitorSettings:
 def monitor_settings(target: Target, validation_set: str | None = None, catalog: str | None = None) -> MonitorSettings:
     """What the scheduled runs use (their ContainerArguments), so the on-demand replay matches them."""
     definition = target.job_definition
-    arguments = list(definition["MonitoringAppSpecification"].get("ContainerArguments", []))
-    try:
-        args = contract.run_argument_parser().parse_args(arguments)
-    except contract.ContractError as error:
-        raise IncidentError(f"schedule {target.schedule_name}: {error}") from None
+    args = _schedule_arguments(target.schedule_name, definition)
     settings = contract.replay_settings(args)
-    if validation_set or catalog:
-        settings = ReplaySettings(validation_set or settings.validation_set, catalog or settings.catalog,
-                                  *(getattr(settings, name) for name in ("top_k", "response_path", "concurrency",
-                                                                         "target_variant", "invoke_timeout", "max_attempts")))
+    overrides = {name: value for name, value in (("validation_set", validation_set), ("catalog", catalog)) if value}
     constraints = ((definition.get("BaselineConfig") or {}).get("ConstraintsResource") or {}).get("S3Uri")
-    return MonitorSettings(settings, args.min_diversity, args.min_success_rate, constraints)
+    return MonitorSettings(dataclasses.replace(settings, **overrides), args.min_diversity, args.min_success_rate,
+                           constraints)
 
 
 # --- the last hours' reports -------------------------------------------------------------------
@@ -176,125 +175,125 @@ def recent_reports(target: Target, lookback_hours: int, now: datetime | None = N
                         end - timedelta(hours=lookback_hours), end)
 
 
-def is_bad(report: HourReport) -> bool:
-    return bool(report.violations)
-
-
-def reports_frame(reports: list[HourReport]) -> pd.DataFrame:
-    """One row per hour: the figures, the violations, links to the executed report."""
-    rows = []
-    for hour_report in reports:
-        figures = hour_report.figures
-        names = {uri.rsplit("/", 1)[-1]: uri for uri in hour_report.files}
-        rows.append({
-            "hour": hour_report.hour,
-            "mean": round(figures["mean"], 2) if figures.get("mean") is not None and figures.get("diversity_reliable", True) else None,
-            "p5": figures.get("p5"),
-            "max slot share": figures.get("max_slot_concentration"),
-            "replayed": figures.get("success_rate"),
-            "violations": "; ".join(v.get("description", "") for v in hour_report.violations) or "none",
-            "report": names.get("report.ipynb") or names.get("report.html") or "(no report)",
-        })
-    return pd.DataFrame(rows, columns=["hour", "mean", "p5", "max slot share", "replayed", "violations", "report"])
-
-
 @dataclass(frozen=True)
 class Streak:
-    """The current run of bad hours, and the good hour before it."""
+    """The current run of bad hours (failed runs inside it skipped), and the last good run before it."""
 
     first_bad: HourReport | None
     last_bad: HourReport | None
     last_good: HourReport | None
     bad_hours: tuple[HourReport, ...] = ()
+    failed_hours: tuple[HourReport, ...] = ()
 
 
 def bad_streak(reports: list[HourReport]) -> Streak:
-    ordered = sorted(reports, key=lambda r: r.hour)
     bad: list[HourReport] = []
-    for hour_report in reversed(ordered):
-        if not is_bad(hour_report):
+    failed: list[HourReport] = []
+    last_good = None
+    for hour_report in sorted(reports, key=lambda r: r.hour, reverse=True):
+        if hour_report.status == FAILED:
+            failed.insert(0, hour_report)
+        elif hour_report.status == VIOLATIONS_FOUND and last_good is None:
+            bad.insert(0, hour_report)
+        elif hour_report.status == OK:
+            last_good = hour_report
             break
-        bad.insert(0, hour_report)
-    last_good = next((r for r in reversed(ordered) if not is_bad(r) and (not bad or r.hour < bad[0].hour)), None)
-    return Streak(bad[0] if bad else None, bad[-1] if bad else None, last_good, tuple(bad))
+    if not bad:
+        return Streak(None, None, last_good)
+    return Streak(bad[0], bad[-1], last_good, tuple(bad), tuple(r for r in failed if r.hour > bad[0].hour))
 
 
-# --- deployments: when each config served --------------------------------------------------------
-
-@dataclass(frozen=True)
-class LivePeriod:
-    deployment: Deployment
-    start: datetime
-    end: datetime | None  # None: serving now
-    evidence: str
-
-    def covers(self, moment: datetime) -> bool:
-        return self.start <= moment and (self.end is None or moment < self.end)
-
-
-def live_periods(endpoint_name: str, history: list[Deployment] | None = None) -> list[LivePeriod]:
-    """When each config up to the live one served (see the module doc for the evidence)."""
-    endpoint = boto3.client("sagemaker").describe_endpoint(EndpointName=endpoint_name)
-    history = history if history is not None else deployment.deployments(endpoint_name)
-    live_index = next((i for i, d in enumerate(history) if d.live), None)
-    if live_index is None:
-        raise IncidentError(f"the live config {endpoint['EndpointConfigName']!r} of {endpoint_name} is not among the "
-                            f"configs named after it ({[d.config_name for d in history]})")
-    created, modified = endpoint["CreationTime"], endpoint["LastModifiedTime"]
-    live_since = modified if modified - created > timedelta(minutes=1) else created
-    periods: list[LivePeriod] = [LivePeriod(history[live_index], live_since, None,
-                                            "DescribeEndpoint LastModifiedTime (the last UpdateEndpoint)")]
-    end = live_since
-    for earlier in reversed(history[:live_index]):
-        start = max(earlier.created, created)
-        if start >= end:
-            continue  # created but, by these times, never served
-        periods.insert(0, LivePeriod(earlier, start, end, "estimated: config creation time"))
-        end = start
-    return periods
-
+# --- deployments: which config served which runs ------------------------------------------------
 
 @dataclass(frozen=True)
 class Suspect:
-    period: LivePeriod
+    config: str
+    models: tuple[str, ...]
+    went_live: datetime | None
+    evidence: str
     first_bad_hour: datetime
     last_good_hour: datetime | None
 
 
-def find_suspect(periods: list[LivePeriod], streak: Streak) -> Suspect | None:
-    """The latest deployment that went live after the last good run and by the first bad one."""
+@dataclass(frozen=True)
+class DeploymentView:
+    endpoint: dict  # DescribeEndpoint, times in UTC
+    live: Deployment
+    spans: list[ServedSpan]
+    changes: list[ConfigChange]
+    suspect: Suspect | None
+    finding: str  # markdown: the suspect, or why there is none
+
+    def served(self, config_name: str) -> list[ServedSpan]:
+        return [span for span in self.spans if span.config == config_name]
+
+
+def deployment_view(target: Target, reports: list[HourReport], streak: Streak) -> DeploymentView:
+    sagemaker = boto3.client("sagemaker")
+    described = sagemaker.describe_endpoint(EndpointName=target.endpoint_name)
+    endpoint = {**described, "CreationTime": as_utc(described["CreationTime"]),
+                "LastModifiedTime": as_utc(described["LastModifiedTime"])}
+    live = deployment.describe_config(endpoint["EndpointConfigName"], endpoint["EndpointConfigName"], sagemaker)
+    changes = config_changes(reports, endpoint)
+    suspect, finding = find_suspect(streak, changes, endpoint, live)
+    return DeploymentView(endpoint, live, served_spans(reports), changes, suspect, finding)
+
+
+def find_suspect(streak: Streak, changes: list[ConfigChange], endpoint: dict, live: Deployment) -> tuple[Suspect | None, str]:
+    """The config that served the first bad run, if another one served the last good run."""
     if streak.first_bad is None:
-        return None
-    first_bad = streak.first_bad.hour
-    last_good = streak.last_good.hour if streak.last_good else None
-    candidates = [p for p in periods if p.start <= first_bad and (last_good is None or p.start > last_good)]
-    return Suspect(candidates[-1], first_bad, last_good) if candidates else None
+        return None, "**No bad hour in the reports looked at**: the latest runs have no violations."
+    first_bad, last_good = streak.first_bad, streak.last_good
+    if last_good is None:
+        return None, (f"**No good run in the reports looked at** (the first bad run is {iso_z(first_bad.hour)} or "
+                      "earlier): raise `lookback_hours` to find the last healthy hour before naming a deploy.")
+    bad_config, good_config = first_bad.serving_config, last_good.serving_config
+    if bad_config and good_config:
+        if bad_config == good_config:
+            return None, (f"**No deployment lines up with the drop**: `{good_config}` served the last good run "
+                          f"({iso_z(last_good.hour)}) and the first bad one ({iso_z(first_bad.hour)}). The cause is "
+                          "probably not a deploy (catalog, upstream features, traffic). Do not roll back blindly; open "
+                          "notebooks/04_investigate_regression.ipynb.")
+        change = next((c for c in changes if c.after.first is first_bad), None)
+        models = tuple((first_bad.serving.get("models") or {}).values())
+        suspect = Suspect(bad_config, models, change.at if change else None,
+                          change.evidence if change else "the reports record the config of each run",
+                          first_bad.hour, last_good.hour)
+    else:
+        # Reports without a serving record: only the last UpdateEndpoint's time is known for sure.
+        modified = endpoint["LastModifiedTime"]
+        if not last_good.measured_at < modified <= first_bad.measured_at:
+            return None, (f"**Cannot tell which deploy lines up**: the reports do not record the serving config, and "
+                          f"the last UpdateEndpoint ({iso_z(modified)}) is not between the last good run "
+                          f"({iso_z(last_good.hour)}) and the first bad one ({iso_z(first_bad.hour)}).")
+        suspect = Suspect(live.config_name, live.models, modified,
+                          "ESTIMATED from DescribeEndpoint LastModifiedTime (the reports do not record the serving "
+                          "config)", first_bad.hour, last_good.hour)
+    went_live = f"went live at {iso_z(suspect.went_live)}, " if suspect.went_live else ""
+    return suspect, (f"**SUSPECT: `{suspect.config}` ({', '.join(suspect.models)})** {went_live}after the last good "
+                     f"run at {iso_z(last_good.hour)} and before the first bad run at {iso_z(first_bad.hour)} "
+                     f"({suspect.evidence}).")
 
 
-def deployments_frame(periods: list[LivePeriod], suspect: Suspect | None) -> pd.DataFrame:
+def deployments_frame(view: DeploymentView):
+    """The configs that served the runs looked at, oldest first, and the live one."""
+    import pandas as pd
+
     rows = [{
-        "config": p.deployment.config_name,
-        "models": ", ".join(p.deployment.models),
-        "live from": p.start,
-        "live until": p.end if p.end else "now",
-        "evidence": p.evidence,
-        "capture": p.deployment.capture,
-        "suspect": "<-- lines up with the drop" if suspect and p is suspect.period else "",
-    } for p in periods]
-    return pd.DataFrame(rows, columns=["config", "models", "live from", "live until", "evidence", "capture", "suspect"])
-
-
-def suspect_markdown(suspect: Suspect | None, streak: Streak) -> str:
-    if streak.first_bad is None:
-        return "**No bad hour in the reports looked at**: the latest runs have no violations."
-    if suspect is None:
-        return (f"**No deployment lines up with the drop** (first bad run {iso_z(streak.first_bad.hour)}): the cause is "
-                "probably not a deploy (catalog, upstream features, traffic). Do not roll back blindly; open "
-                "notebooks/04_investigate_regression.ipynb.")
-    good = f"after the last good run at {iso_z(suspect.last_good_hour)} and " if suspect.last_good_hour else ""
-    d = suspect.period.deployment
-    return (f"**SUSPECT: `{d.config_name}` ({', '.join(d.models)})** went live at {iso_z(suspect.period.start)}, "
-            f"{good}before the first bad run at {iso_z(suspect.first_bad_hour)}.")
+        "config": span.config or "(not recorded)",
+        "models": ", ".join(span.models.values()),
+        "first run": span.first.hour,
+        "last run": span.last.hour,
+        "runs": span.runs,
+        "live now": "yes, since " + iso_z(view.endpoint["LastModifiedTime"]) if span.config == view.live.config_name else "",
+        "suspect": "<-- lines up with the drop" if view.suspect and span.config == view.suspect.config
+                   and span.first.hour == view.suspect.first_bad_hour else "",
+    } for span in view.spans]
+    if not view.served(view.live.config_name):
+        rows.append({"config": view.live.config_name, "models": ", ".join(view.live.models), "first run": None,
+                     "last run": None, "runs": 0, "live now": "yes, since " + iso_z(view.endpoint["LastModifiedTime"]),
+                     "suspect": ""})
+    return pd.DataFrame(rows, columns=["config", "models", "first run", "last run", "runs", "live now", "suspect"])
 
 
 # --- the on-demand replay ------------------------------------------------------------------------
@@ -319,15 +318,16 @@ class ReplayCheck:
 
 def replay_check(target: Target, settings: MonitorSettings, label: str, progress: bool = False) -> ReplayCheck:
     """Replay the validation set against the live endpoint now and judge it as a scheduled run would."""
-    constraints = job.load_json_document(settings.baseline_constraints, "baseline_constraints") \
-        if settings.baseline_constraints else None
-    run_id = f"runbook-{label}-{utcnow():%H%M%S}"
-    measurement, _ = job.measure(target.endpoint_name, settings.replay, run_id, progress=progress)
-    violations = check(measurement, min_diversity=settings.min_diversity, min_success_rate=settings.min_success_rate,
-                       constraints=constraints, constraints_source=f"baseline_constraints {settings.baseline_constraints}")
-    statistics = statistics_document(measurement, reliable=measurement.success_rate >= settings.min_success_rate,
-                                     context={"endpoint": target.endpoint_name, "runbook_check": label})
-    return ReplayCheck(label, statistics, tuple(violations), measurement.measured_at)
+    constraints = None
+    if settings.baseline_constraints:
+        constraints = job.load_json_document(settings.baseline_constraints, "baseline_constraints")
+        constraint_bounds(constraints, settings.replay.top_k, f"baseline_constraints {settings.baseline_constraints}")
+    evaluation = job.evaluate(
+        target.endpoint_name, settings.replay, f"runbook-{label}-{utcnow():%H%M%S}",
+        min_diversity=settings.min_diversity, min_success_rate=settings.min_success_rate, constraints=constraints,
+        constraints_source=f"baseline_constraints {settings.baseline_constraints}",
+        context={"endpoint": target.endpoint_name, "runbook_check": label}, progress=progress)
+    return ReplayCheck(label, evaluation.statistics, tuple(evaluation.violations), evaluation.measurement.measured_at)
 
 
 def replay_markdown(result: ReplayCheck, expect: str) -> str:
@@ -350,10 +350,11 @@ def replay_markdown(result: ReplayCheck, expect: str) -> str:
 @dataclass(frozen=True)
 class RollbackPlan:
     endpoint_name: str
-    from_deployment: Deployment | None
+    from_deployment: Deployment
     to_deployment: Deployment | None  # None: no rollback target
     reason: str
     deployment_config: dict | None = None
+    estimated: bool = False  # the target is a guess (no report records what served the last good run)
 
     @property
     def request(self) -> dict:
@@ -370,44 +371,52 @@ class RollbackPlan:
         return command
 
 
-def plan_rollback(endpoint_name: str, periods: list[LivePeriod], reports: list[HourReport],
-                  rollback_to: str | None = None, deployment_config: dict | None = None) -> RollbackPlan:
-    """Target: `rollback_to` if given; else the config live during the last good run; else the previous one."""
-    history = deployment.deployments(endpoint_name)
-    live = next(d for d in history if d.live)
+def plan_rollback(target: Target, view: DeploymentView, streak: Streak, rollback_to: str | None = None,
+                  deployment_config: dict | None = None) -> RollbackPlan:
+    """Target: `rollback_to` if given; else the config that served the last good run."""
+    live, name = view.live, target.endpoint_name
     if deployment_config:
-        validate_update_request({"EndpointName": endpoint_name, "EndpointConfigName": live.config_name,
+        validate_update_request({"EndpointName": name, "EndpointConfigName": live.config_name,
                                  "DeploymentConfig": deployment_config})
+
+    def plan(to: Deployment | None, reason: str, estimated: bool = False) -> RollbackPlan:
+        return RollbackPlan(name, live, to, reason, deployment_config, estimated)
+
     if rollback_to:
-        chosen = next((d for d in history if d.config_name == rollback_to), None)
-        if chosen is None:
-            raise IncidentError(f"rollback_to {rollback_to!r} is not one of {endpoint_name}'s configs "
-                                f"({[d.config_name for d in history]})")
-        return RollbackPlan(endpoint_name, live, chosen, "named by the on-call (rollback_to)", deployment_config)
-    for good in sorted((r for r in reports if not is_bad(r)), key=lambda r: r.hour, reverse=True):
-        period = next((p for p in periods if p.covers(good.hour)), None)
-        if period is None:
-            continue
-        if period.deployment.live:
-            break  # the live config had a clean run: by the reports, nothing to roll back to
-        return RollbackPlan(endpoint_name, live, period.deployment,
-                            f"live during the last run with no violations ({iso_z(good.hour)})", deployment_config)
-    previous = deployment.previous_config(history)
+        return plan(_config(rollback_to, live), "named by the on-call (rollback_to)")
+    last_good = streak.last_good
+    if last_good is None:
+        return plan(None, "no run without violations in the reports looked at: raise lookback_hours, or name a "
+                          "config with rollback_to")
+    good_config = last_good.serving_config
+    if good_config == live.config_name:
+        return plan(None, f"the live config {live.config_name} itself served the last good run "
+                          f"({iso_z(last_good.hour)}), so the drop is not from a deploy; investigate "
+                          "(notebooks/04_investigate_regression.ipynb) or name a config with rollback_to")
+    if good_config:
+        return plan(_config(good_config, live), f"it served the last run with no violations ({iso_z(last_good.hour)})")
+    previous = deployment.previous_config(deployment.deployments(name))
     if previous is None:
-        return RollbackPlan(endpoint_name, live, None,
-                            f"no earlier config of {endpoint_name} to roll back to; name one with rollback_to",
-                            deployment_config)
-    return RollbackPlan(endpoint_name, live, previous,
-                        "the config before the live one (no clean run in the reports looked at)", deployment_config)
+        return plan(None, f"no report records the config of the last good run and {name} has no earlier config; "
+                          "name one with rollback_to")
+    return plan(previous, "ESTIMATED: the config created before the live one (no report records which config served "
+                          f"the last good run at {iso_z(last_good.hour)}); check it before confirming", estimated=True)
 
 
-def validate_update_request(request: dict) -> None:
-    """botocore's own UpdateEndpoint input shape: a bad DeploymentConfig fails here, before anything changes."""
-    shape = boto3.client("sagemaker").meta.service_model.operation_model("UpdateEndpoint").input_shape
+def _config(config_name: str, live: Deployment) -> Deployment:
     try:
-        validate_parameters(request, shape)
-    except ParamValidationError as error:
-        raise IncidentError(f"deployment_config is not a valid UpdateEndpoint DeploymentConfig: {error}") from None
+        return deployment.describe_config(config_name, live.config_name)
+    except ClientError as error:
+        raise IncidentError(f"endpoint config {config_name!r} cannot be described: "
+                            f"{error.response.get('Error', {}).get('Message', error)}") from None
+
+
+def validate_update_request(request: dict) -> dict:
+    """UpdateEndpoint's whole schema: a bad DeploymentConfig fails here, before anything changes."""
+    try:
+        return service_schema.validate_request("sagemaker", "UpdateEndpoint", request)
+    except service_schema.RequestInvalid as error:
+        raise IncidentError(f"not a valid UpdateEndpoint request (check deployment_config): {error}") from None
 
 
 def plan_markdown(plan: RollbackPlan) -> str:
@@ -456,6 +465,11 @@ def roll_back(plan: RollbackPlan, *, confirm: bool, collapse_live: bool, poll_se
                                  f"({described['EndpointStatus']}).", requested, utcnow(), described["EndpointConfigName"])
 
 
+def verify_recovery(target: Target, settings: MonitorSettings, outcome: RollbackOutcome) -> ReplayCheck | None:
+    """After a rollback, the same replay again; None when nothing was rolled back."""
+    return replay_check(target, settings, "after-rollback") if outcome.performed else None
+
+
 # --- the incident summary ------------------------------------------------------------------------
 
 @dataclass
@@ -468,7 +482,9 @@ class IncidentSummary:
     first_bad_run: str | None
     last_good_run: str | None
     bad_runs: list[dict]
+    failed_runs: list[str]
     suspect: dict | None
+    finding: str
     rollback: dict
     replay_before: dict | None
     replay_after: dict | None
@@ -483,10 +499,17 @@ def _deployment_dict(d: Deployment | None) -> dict | None:
     return {"config": d.config_name, "models": list(d.models)} if d else None
 
 
-def incident_summary(target: Target, history: pd.DataFrame, streak: Streak, suspect: Suspect | None,
+def _replay_dict(result: ReplayCheck | None) -> dict | None:
+    if result is None:
+        return None
+    return {"at": iso_z(result.measured_at), **result.figures, "violations": [v.description for v in result.violations]}
+
+
+def incident_summary(target: Target, history: list[AlarmChange], streak: Streak, view: DeploymentView,
                      plan: RollbackPlan, outcome: RollbackOutcome, before: ReplayCheck | None,
                      after: ReplayCheck | None) -> IncidentSummary:
     fired = fired_at(history)
+    suspect = view.suspect
     return IncidentSummary(
         endpoint=target.endpoint_name,
         schedule=target.schedule_name,
@@ -496,27 +519,24 @@ def incident_summary(target: Target, history: pd.DataFrame, streak: Streak, susp
         first_bad_run=iso_z(streak.first_bad.hour) if streak.first_bad else None,
         last_good_run=iso_z(streak.last_good.hour) if streak.last_good else None,
         bad_runs=[{"hour": iso_z(r.hour), "mean": r.figures.get("mean"), "p5": r.figures.get("p5"),
-                   "violations": [v.get("description") for v in r.violations]} for r in streak.bad_hours],
-        suspect=({**_deployment_dict(suspect.period.deployment), "live_from": iso_z(suspect.period.start),
-                  "evidence": suspect.period.evidence} if suspect else None),
+                   "served_by": r.serving_config, "violations": [v.get("description") for v in r.violations]}
+                  for r in streak.bad_hours],
+        failed_runs=[iso_z(r.hour) for r in streak.failed_hours],
+        suspect=({"config": suspect.config, "models": list(suspect.models),
+                  "live_from": iso_z(suspect.went_live) if suspect.went_live else None,
+                  "evidence": suspect.evidence} if suspect else None),
+        finding=view.finding,
         rollback={"performed": outcome.performed, "message": outcome.message,
                   "from": _deployment_dict(plan.from_deployment), "to": _deployment_dict(plan.to_deployment),
-                  "reason": plan.reason, "deployment_config": plan.deployment_config,
+                  "reason": plan.reason, "estimated": plan.estimated, "deployment_config": plan.deployment_config,
                   "requested_at": iso_z(outcome.requested_at) if outcome.requested_at else None,
                   "completed_at": iso_z(outcome.completed_at) if outcome.completed_at else None},
-        replay_before={"at": iso_z(before.measured_at), **before.figures,
-                       "violations": [v.description for v in before.violations]} if before else None,
-        replay_after={"at": iso_z(after.measured_at), **after.figures,
-                      "violations": [v.description for v in after.violations]} if after else None,
-        reports=[f"{r.prefix}/report.ipynb" for r in streak.bad_hours],
+        replay_before=_replay_dict(before),
+        replay_after=_replay_dict(after),
+        reports=[r.file("report.ipynb") or f"{r.prefix}/" for r in streak.bad_hours],
         written_at=iso_z(utcnow()),
         recovered=after.healthy if after else None,
     )
-
-
-def verify_recovery(target: Target, settings: MonitorSettings, outcome: RollbackOutcome) -> ReplayCheck | None:
-    """After a rollback, the same replay again; None when nothing was rolled back."""
-    return replay_check(target, settings, "after-rollback") if outcome.performed else None
 
 
 def summary_markdown(summary: IncidentSummary) -> str:
@@ -527,13 +547,16 @@ def summary_markdown(summary: IncidentSummary) -> str:
         return f"mean {mean}, p5 {block.get('p5')}, max slot share {block.get('max_slot_concentration')} at {block['at']}"
 
     rollback = summary.rollback
+    suspect = summary.suspect
     lines = [
         f"# Incident: diversity on `{summary.endpoint}`",
         f"- Alarm `{summary.alarm}`: {summary.alarm_state}, fired at {summary.alarm_fired_at or 'n/a'}",
         f"- Last good run {summary.last_good_run or 'n/a'}; first bad run {summary.first_bad_run or 'n/a'}; "
         f"{len(summary.bad_runs)} bad run(s): "
-        + ", ".join(f"{r['hour']} (mean {r['mean']:.2f})" if r["mean"] is not None else r["hour"] for r in summary.bad_runs),
-        f"- Suspect deployment: {summary.suspect['config'] + ' (' + ', '.join(summary.suspect['models']) + '), live from ' + summary.suspect['live_from'] if summary.suspect else 'none found'}",
+        + ", ".join(f"{r['hour']} (mean {r['mean']:.2f})" if r["mean"] is not None else r["hour"] for r in summary.bad_runs)
+        + (f"; failed runs in between: {', '.join(summary.failed_runs)}" if summary.failed_runs else ""),
+        "- Suspect deployment: " + (f"{suspect['config']} ({', '.join(suspect['models'])}), live from "
+                                     f"{suspect['live_from'] or 'n/a'} ({suspect['evidence']})" if suspect else "none found"),
         f"- Rollback: {rollback['message']}",
     ]
     if rollback["performed"]:
@@ -570,9 +593,9 @@ def write_summary(summary: IncidentSummary, target: Target) -> tuple[str, str]:
     raise IncidentError(f"100 incident records at {base}*: clean up {incidents_prefix(target)}")
 
 
-def record(summary: IncidentSummary, target: Target, outcome: RollbackOutcome) -> str:
-    """Write the summary when the runbook changed something; a dry run leaves no trace."""
-    if not outcome.performed:
-        return "Summary NOT written: nothing was changed (dry run or no rollback)."
+def record(summary: IncidentSummary, target: Target, *, confirm: bool) -> str:
+    """Write the summary when the on-call ran for real (confirm_rollback=True); a dry run leaves no trace."""
+    if not confirm:
+        return "Summary NOT written: dry run (confirm_rollback=False) changes nothing."
     json_uri, md_uri = write_summary(summary, target)
     return f"Summary written: {json_uri} and {md_uri}"

@@ -2,8 +2,8 @@
 
 - the hourly reports of the schedule (`report_history.load_reports`: only the hour folders in the
   range are listed), with the diversity alarm's state at each hour;
-- deploys: the endpoint's configs created in the range (the kit's convention, see deployment.py:
-  a config's creation time stands in for its deploy time);
+- deploys: the changes of serving endpoint config between runs, as the reports record them
+  (`report_history.config_changes`; the latest one timed exactly by DescribeEndpoint);
 - live-traffic diversity per hour from data capture (`capture_reader.live_diversity`, one call
   per hour, so only that hour's folder is read; replay traffic is excluded by InferenceId), next
   to the replay figure of the run that covered the same hour;
@@ -39,17 +39,12 @@ class Mark:
     detail: str
 
 
-def alarm_names(endpoint_name: str, schedule_name: str, min_diversity: float = 4.0) -> dict[str, str]:
-    """The alarm names monitoring_setup gives this endpoint (one source for the naming)."""
-    spec = monitoring_setup.MonitorSpec(endpoint_name, schedule_name, "", "", "", "", "", min_diversity=min_diversity)
-    return {"diversity": monitoring_setup.diversity_alarm_request(spec, "")["AlarmName"],
-            "health": monitoring_setup.health_alarm_request(spec, "")["AlarmName"]}
-
-
-def deploy_marks(endpoint_name: str, start: datetime, end: datetime, client=None) -> list[Mark]:
-    history = deployment.deployments(endpoint_name, client)
-    return [Mark(d.created, "deploy", f"{d.config_name} ({', '.join(d.models)})")
-            for d in history if start <= d.created <= end]
+def deploy_marks(reports: list[HourReport], endpoint_name: str, client=None) -> list[Mark]:
+    """Changes of serving config between the runs (each report records its config); exact for the last one."""
+    endpoint = (client or deployment.sagemaker_client()).describe_endpoint(EndpointName=endpoint_name)
+    return [Mark(change.at, "deploy", f"{change.after.config} ({', '.join(change.after.models.values())}), "
+                                      f"from {change.before.config}: {change.evidence}")
+            for change in report_history.config_changes(reports, endpoint)]
 
 
 def hourly_frame(reports: list[HourReport], alarm_changes: list[tuple[datetime, str]] | None = None) -> pd.DataFrame:
@@ -172,13 +167,12 @@ def investigate(endpoint_name: str, schedule_name: str, reports_s3_uri: str, cap
     if not reports:
         raise ValueError(f"no reports under {reports_s3_uri}/{endpoint_name}/{schedule_name}/ between "
                          f"{start.isoformat()} and {end.isoformat()}")
-    names = alarm_names(endpoint_name, schedule_name, min_diversity)
+    names = monitoring_setup.alarm_names(endpoint_name, schedule_name, min_diversity)
     changes = {kind: report_history.alarm_states(name) for kind, name in names.items()}
     hourly = hourly_frame(reports, changes["diversity"])
     live = live_vs_replay(reports, capture_s3_uri, endpoint_name, load_catalog(catalog_uri),
                           k=reports[0].figures.get("k", 10), progress=progress)
-    return Investigation(endpoint_name, schedule_name, reports, hourly,
-                         deploy_marks(endpoint_name, start, end), changes, live)
+    return Investigation(endpoint_name, schedule_name, reports, hourly, deploy_marks(reports, endpoint_name), changes, live)
 
 
 def fetch_report(hour_report: HourReport, folder: Path) -> list[Path]:

@@ -2,8 +2,11 @@
 
 `runbooks/monitor_job_failed.ipynb` calls these in order, all plain boto3:
 
-- `executions_frame` / `missing_runs`: ListMonitoringExecutions for the schedule against the runs
-  its cron expression should have started (runs may start up to 20 minutes late);
+- `executions_frame` / `missing_runs` / `replay_failures`: ListMonitoringExecutions for the schedule
+  against the runs its cron expression should have started (runs may start up to 20 minutes late),
+  and the runs that completed but could not replay enough sessions (a `completeness_check`
+  violation on the replay success rate: an endpoint that is down or failing). Those are what the
+  monitor-health alarm pages on, so they count as failed monitoring runs here;
 - `execution_view`: one run's status, FailureReason, and (when a Processing job ran)
   DescribeProcessingJob's FailureReason / ExitMessage, its window and its output prefix with
   whatever the run left there (a partial report notebook, when the container uploaded one);
@@ -21,6 +24,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -30,15 +34,20 @@ import boto3
 import pandas as pd
 from botocore.exceptions import BotoCoreError, ClientError
 
-from diversity_monitor import contract, storage
-from diversity_monitor.clock import iso_z, parse_instant, utcnow
+from diversity_monitor import contract, service_schema, storage
+from diversity_monitor.capture import hour_path
+from diversity_monitor.capture_source import CaptureSourceError, list_capture_files
+from diversity_monitor.clock import as_utc, iso_z, parse_instant, utcnow
 from diversity_monitor.inputs import InputError, load_validation_set
+from diversity_monitor.model_monitor_files import SUCCESS_RATE_FEATURE
+from diversity_monitor.report_history import VIOLATIONS, hour_prefix
 from diversity_monitor.replay import EndpointReplayer
+from diversity_monitor.schedule_expression import (Window, analysis_window, format_offset,
+                                                   parse_schedule_expression)
 
 LATE_START = timedelta(minutes=20)  # "runs may start 0-20 minutes late" (platform facts)
-DEFAULT_WINDOW = timedelta(hours=1)
 NO_DATA = "Job inputs had no data"
-ACCESS_DENIED = {"AccessDenied", "AccessDeniedException", "AccessDeniedError", "UnauthorizedOperation", "403"}
+ACCESS_DENIED = {"AccessDenied", "AccessDeniedException", "AccessDeniedError", "UnauthorizedOperation", "403", "Forbidden"}
 RERUN_SUFFIX = "-rerun-"
 BEFORE_SCHEDULE = "Not scheduled (before the schedule existed)"
 MAX_SCHEDULE_NAME = 63
@@ -50,8 +59,14 @@ class DiagnosisError(RuntimeError):
 
 # --- the schedule and its executions ---------------------------------------------------------
 
+def _in_utc(record: dict, *fields: str) -> dict:
+    """The record with its timestamps in UTC (botocore gives the machine's zone; hours and cron are UTC)."""
+    return {**record, **{name: as_utc(record[name]) for name in fields if record.get(name) is not None}}
+
+
 def describe_schedule(schedule_name: str) -> dict:
-    return boto3.client("sagemaker").describe_monitoring_schedule(MonitoringScheduleName=schedule_name)
+    described = boto3.client("sagemaker").describe_monitoring_schedule(MonitoringScheduleName=schedule_name)
+    return _in_utc(described, "CreationTime", "LastModifiedTime")
 
 
 def job_definition(schedule: dict) -> dict:
@@ -68,38 +83,17 @@ def executions(schedule_name: str, start: datetime, end: datetime) -> list[dict]
     for page in paginator.paginate(MonitoringScheduleName=schedule_name, ScheduledTimeAfter=start - timedelta(seconds=1),
                                    ScheduledTimeBefore=end + timedelta(seconds=1), SortBy="ScheduledTime",
                                    SortOrder="Ascending", PaginationConfig={"PageSize": 100}):
-        found.extend(page["MonitoringExecutionSummaries"])
+        found.extend(_in_utc(item, "ScheduledTime", "CreationTime", "LastModifiedTime")
+                     for item in page["MonitoringExecutionSummaries"])
     return found
-
-
-def aws_cron_to_crontab(expression: str) -> str | None:
-    """`cron(0 * ? * * *)` -> `0 * * * *` (croniter's five fields); None for NOW."""
-    text = expression.strip()
-    if text == "NOW":
-        return None
-    match = re.fullmatch(r"cron\((.+)\)", text)
-    fields = match.group(1).split() if match else []
-    if len(fields) != 6:
-        raise DiagnosisError(f"ScheduleExpression {expression!r} is not an AWS cron expression with six fields")
-    minute, hour, day, month, weekday, _year = fields
-    return " ".join([minute, hour, day.replace("?", "*"), month, weekday.replace("?", "*")])
 
 
 def expected_runs(schedule: dict, start: datetime, end: datetime) -> list[datetime]:
     """Times the schedule should have fired in [start, end] (from its creation on)."""
-    from croniter import croniter  # installed with the kit's `local`/`notebooks` extras
-
-    crontab = aws_cron_to_crontab(schedule["MonitoringScheduleConfig"]["ScheduleConfig"]["ScheduleExpression"])
-    if crontab is None:
-        return []
+    cadence = parse_schedule_expression(schedule["MonitoringScheduleConfig"]["ScheduleConfig"]["ScheduleExpression"])
     # A schedule first fires after it is created, never at the instant it is created.
-    created = schedule["CreationTime"]
-    base = created if created >= start else start - timedelta(seconds=1)
-    runs, moment = [], croniter(crontab, base).get_next(datetime)
-    while moment <= end:
-        runs.append(moment)
-        moment = croniter(crontab, moment).get_next(datetime)
-    return runs
+    created = as_utc(schedule["CreationTime"])
+    return cadence.runs_between(created if created >= start else start - timedelta(seconds=1), end)
 
 
 def missing_runs(schedule: dict, found: list[dict], start: datetime, end: datetime) -> list[datetime]:
@@ -108,9 +102,42 @@ def missing_runs(schedule: dict, found: list[dict], start: datetime, end: dateti
     return [run for run in expected_runs(schedule, start, end - LATE_START) if run not in seen]
 
 
-def executions_frame(found: list[dict], missing: list[datetime]) -> pd.DataFrame:
-    rows = [{"scheduled": item["ScheduledTime"], "status": item["MonitoringExecutionStatus"],
-             "failure reason": item.get("FailureReason", ""),
+def reports_prefix(schedule: dict, scheduled: datetime) -> str:
+    """Where the run at `scheduled` left its report (Model Monitor's layout)."""
+    definition = job_definition(schedule)
+    return hour_prefix(definition["MonitoringOutputConfig"]["MonitoringOutputs"][0]["S3Output"]["S3Uri"],
+                       definition["MonitoringInputs"][0]["EndpointInput"]["EndpointName"],
+                       schedule["MonitoringScheduleName"], scheduled)
+
+
+def replay_problems(prefix: str) -> tuple[str, ...]:
+    """The run's violations saying it could not replay enough sessions (none when it has no violations file)."""
+    uri = f"{prefix}/{VIOLATIONS}"
+    if not storage.exists(uri):
+        return ()
+    document = json.loads(storage.read_text(uri))
+    return tuple(v.get("description", "") for v in document.get("violations", [])
+                 if v.get("feature_name") == SUCCESS_RATE_FEATURE and v.get("constraint_check_type") == "completeness_check")
+
+
+def replay_failures(schedule: dict, found: list[dict]) -> dict[datetime, tuple[str, ...]]:
+    """Completed runs whose replay fell below the success threshold, with what their report says."""
+    failures = {}
+    for item in found:
+        if item["MonitoringExecutionStatus"] == "CompletedWithViolations":
+            problems = replay_problems(reports_prefix(schedule, item["ScheduledTime"]))
+            if problems:
+                failures[item["ScheduledTime"]] = problems
+    return failures
+
+
+def executions_frame(found: list[dict], missing: list[datetime],
+                     replay_failed: dict[datetime, tuple[str, ...]] | None = None) -> pd.DataFrame:
+    replay_failed = replay_failed or {}
+    rows = [{"scheduled": item["ScheduledTime"],
+             "status": item["MonitoringExecutionStatus"] + (" (REPLAY FAILED: monitor blind)"
+                                                            if item["ScheduledTime"] in replay_failed else ""),
+             "failure reason": item.get("FailureReason", "") or "; ".join(replay_failed.get(item["ScheduledTime"], ())),
              "processing job": item.get("ProcessingJobArn", "").rsplit("/", 1)[-1]} for item in found]
     rows += [{"scheduled": run, "status": "MISSING (never started)", "failure reason": "", "processing job": ""}
              for run in missing]
@@ -134,6 +161,7 @@ class ExecutionView:
     window_end: datetime
     output_prefix: str
     output_files: tuple[str, ...]
+    replay_problems: tuple[str, ...] = ()  # completeness_check on the replay success rate
 
     @property
     def partial_notebook(self) -> str | None:
@@ -141,53 +169,52 @@ class ExecutionView:
 
     @property
     def failure_text(self) -> str:
-        return " ".join(part for part in (self.failure_reason, self.exit_message) if part)
+        return " ".join(part for part in (self.failure_reason, self.exit_message, *self.replay_problems) if part)
 
 
-def pick_execution(found: list[dict], missing: list[datetime], scheduled_time: str | datetime | None) -> tuple[datetime, dict | None]:
-    """The run to diagnose: the one asked for, else the latest failed or missing one."""
+def pick_execution(found: list[dict], missing: list[datetime], scheduled_time: str | datetime | None,
+                   schedule_name: str | None = None,
+                   replay_failed: dict[datetime, tuple[str, ...]] | None = None) -> tuple[datetime, dict | None]:
+    """The run to diagnose: the one asked for, else the latest failed, replay-failed or missing one.
+
+    A run asked for by time that is not among `found` (older than the lookback) is looked up
+    on its own when `schedule_name` is given, so it is never reported missing by mistake.
+    """
     if scheduled_time is not None:
-        wanted = parse_instant(scheduled_time) if isinstance(scheduled_time, str) else scheduled_time
-        return wanted, next((item for item in found if item["ScheduledTime"] == wanted), None)
-    failed = [(item["ScheduledTime"], item) for item in found if item["MonitoringExecutionStatus"] in ("Failed", "Stopped")]
+        wanted = as_utc(parse_instant(scheduled_time) if isinstance(scheduled_time, str) else scheduled_time)
+        match = next((item for item in found if item["ScheduledTime"] == wanted), None)
+        if match is None and schedule_name:
+            match = next(iter(executions(schedule_name, wanted, wanted)), None)
+        return wanted, match
+    failed = [(item["ScheduledTime"], item) for item in found
+              if item["MonitoringExecutionStatus"] in ("Failed", "Stopped") or item["ScheduledTime"] in (replay_failed or {})]
     candidates = failed + [(run, None) for run in missing]
     if not candidates:
-        raise DiagnosisError("no failed or missing run in the time looked at: give scheduled_time, or look further back "
-                             "(lookback_hours)")
+        raise DiagnosisError("no failed, replay-failed or missing run in the time looked at: give scheduled_time, or "
+                             "look further back (lookback_hours)")
     return max(candidates, key=lambda pair: pair[0])
 
 
-def parse_offset(text: str, field: str) -> timedelta:
-    """An ISO-8601 duration such as `-PT1H` (pandas parses the ISO form)."""
-    try:
-        return pd.Timedelta(text).to_pytimedelta()
-    except ValueError:
-        raise DiagnosisError(f"{field} {text!r} is not an ISO-8601 duration like -PT1H") from None
-
-
-def analysis_window(schedule: dict, scheduled: datetime) -> tuple[datetime, datetime]:
+def window_of(schedule: dict, scheduled: datetime) -> Window:
     """The window a run at `scheduled` analyses (the schedule's DataAnalysis offsets, default the hour before)."""
-    config = schedule["MonitoringScheduleConfig"]["ScheduleConfig"]
-    start = parse_offset(config["DataAnalysisStartTime"], "DataAnalysisStartTime") if config.get("DataAnalysisStartTime") else -DEFAULT_WINDOW
-    end = parse_offset(config["DataAnalysisEndTime"], "DataAnalysisEndTime") if config.get("DataAnalysisEndTime") else timedelta(0)
-    return scheduled + start, scheduled + end
+    return analysis_window(schedule["MonitoringScheduleConfig"]["ScheduleConfig"], scheduled)
 
 
 def execution_view(schedule: dict, scheduled: datetime, execution: dict | None) -> ExecutionView:
     definition = job_definition(schedule)
     endpoint = definition["MonitoringInputs"][0]["EndpointInput"]["EndpointName"]
+    scheduled = as_utc(scheduled)
     job, job_name = {}, None
     if execution and execution.get("ProcessingJobArn"):
         job_name = execution["ProcessingJobArn"].rsplit("/", 1)[-1]
         job = boto3.client("sagemaker").describe_processing_job(ProcessingJobName=job_name)
-    window_start, window_end = analysis_window(schedule, scheduled)
+    window = window_of(schedule, scheduled)
+    window_start, window_end = window.start, window.end
     environment = job.get("Environment", {})
     if environment.get("start_time") and environment.get("end_time"):
         window_start, window_end = parse_instant(environment["start_time"]), parse_instant(environment["end_time"])
     outputs = (job.get("ProcessingOutputConfig") or {}).get("Outputs", [])
-    output_prefix = outputs[0]["S3Output"]["S3Uri"] if outputs else storage.join(
-        definition["MonitoringOutputConfig"]["MonitoringOutputs"][0]["S3Output"]["S3Uri"], endpoint,
-        schedule["MonitoringScheduleName"], scheduled.strftime("%Y/%m/%d/%H"))
+    output_prefix = outputs[0]["S3Output"]["S3Uri"].rstrip("/") if outputs else reports_prefix(schedule, scheduled)
     return ExecutionView(
         schedule_name=schedule["MonitoringScheduleName"],
         endpoint_name=endpoint,
@@ -201,7 +228,8 @@ def execution_view(schedule: dict, scheduled: datetime, execution: dict | None) 
         window_start=window_start,
         window_end=window_end,
         output_prefix=output_prefix,
-        output_files=tuple(storage.list_objects(output_prefix.rstrip("/") + "/")),
+        output_files=tuple(storage.list_objects(output_prefix + "/")),
+        replay_problems=replay_problems(output_prefix),
     )
 
 
@@ -215,6 +243,8 @@ def execution_markdown(view: ExecutionView, schedule: dict) -> str:
         f"- Output prefix: `{view.output_prefix}`: "
         + (f"{len(view.output_files)} file(s)" if view.output_files else "empty (nothing was uploaded)"),
     ]
+    if view.replay_problems:
+        lines.insert(1, "- **The run completed but the monitor was blind**: " + "; ".join(view.replay_problems))
     if view.partial_notebook:
         lines.append(f"- Executed (possibly partial) report notebook: `{view.partial_notebook}`: open it and scroll "
                      "to the first cell with an error")
@@ -256,9 +286,12 @@ class CheckContext:
 
 
 def _denied(error: BaseException) -> bool:
-    if isinstance(error, ClientError):
-        return error.response.get("Error", {}).get("Code", "") in ACCESS_DENIED
-    return any(code in str(error) for code in ("AccessDenied", "403"))
+    """An AccessDenied from AWS, directly or as the cause of one of the kit's errors."""
+    while error is not None:
+        if isinstance(error, ClientError):
+            return error.response.get("Error", {}).get("Code", "") in ACCESS_DENIED
+        error = error.__cause__
+    return False
 
 
 def check_capture(ctx: CheckContext) -> CheckResult:
@@ -269,14 +302,16 @@ def check_capture(ctx: CheckContext) -> CheckResult:
         return CheckResult("captured data in the window", False,
                            f"capture is OFF on {ctx.view.endpoint_name} (config {endpoint['EndpointConfigName']}): the "
                            "live config has no DataCaptureConfig, so every run fails with no data")
-    variants = [v["VariantName"] for v in endpoint.get("ProductionVariants", [])]
-    hour = ctx.view.window_start.replace(minute=0, second=0, microsecond=0)
+    window = Window(ctx.view.window_start, ctx.view.window_end)
     counts = []
-    while hour < ctx.view.window_end:
-        for variant in variants:
-            prefix = storage.join(capture["DestinationS3Uri"], ctx.view.endpoint_name, variant, hour.strftime("%Y/%m/%d/%H"))
-            counts.append((prefix, sum(1 for _ in storage.list_objects(prefix + "/"))))
-        hour += timedelta(hours=1)
+    for variant in (v["VariantName"] for v in endpoint.get("ProductionVariants", [])):
+        root = storage.join(capture["DestinationS3Uri"], ctx.view.endpoint_name, variant)
+        try:
+            files = list_capture_files(root, window.start, window.end).files
+        except CaptureSourceError as error:
+            raise storage.StorageError(str(error)) from error.__cause__
+        for hour in window.hours():
+            counts.append((storage.join(root, hour_path(hour)), sum(f.hour == hour for f in files)))
     total = sum(count for _, count in counts)
     listing = "; ".join(f"{prefix}/: {count} object(s)" for prefix, count in counts)
     return CheckResult("captured data in the window", total > 0,
@@ -348,7 +383,7 @@ def run_checks(view: ExecutionView, schedule: dict) -> dict[str, CheckResult]:
         try:
             results[key] = check(ctx)
         except (ClientError, BotoCoreError, storage.StorageError, InputError, contract.ContractError) as error:
-            denied = _denied(error) or (isinstance(error.__cause__, ClientError) and _denied(error.__cause__))
+            denied = _denied(error)
             name = check.__doc__.splitlines()[0] if check.__doc__ else key
             results[key] = CheckResult(key, False, f"{'ACCESS DENIED: ' if denied else ''}{error} ({name})", denied)
     denied = [r.name for r in results.values() if r.access_denied]
@@ -438,16 +473,6 @@ def diagnosis_markdown(diagnosis: Diagnosis) -> str:
 
 # --- re-running an hour --------------------------------------------------------------------------
 
-def iso_offset(delta: timedelta) -> str:
-    """`-PT4H10M` for a whole-minute timedelta (DataAnalysisStartTime/EndTime's form)."""
-    minutes = int(delta.total_seconds() // 60)
-    if minutes * 60 != delta.total_seconds():
-        raise DiagnosisError(f"offset {delta} is not a whole number of minutes")
-    sign, minutes = ("-" if minutes < 0 else ""), abs(minutes)
-    hours, minutes = divmod(minutes, 60)
-    return f"{sign}PT{hours}H{minutes}M" if minutes else f"{sign}PT{hours}H"
-
-
 def rerun_name(schedule_name: str, hour: datetime) -> str:
     """`<schedule>-rerun-<yyyymmddhh of the window's end>`; a re-run of a re-run keeps the original's name."""
     base = re.sub(rf"{RERUN_SUFFIX}\d{{10}}$", "", schedule_name)
@@ -460,21 +485,28 @@ def rerun_request(schedule: dict, hour: datetime, now: datetime | None = None) -
 
     NOW runs start about a minute after creation; the offsets are taken from the next whole
     minute, so the window is the hour's own within a minute or two (a run may be staged a little
-    more capture than the window, as scheduled runs are).
+    more capture than the window, as scheduled runs are). What a re-run can and cannot do: the
+    platform stages that hour's capture (so an hour with no capture fails again, by design), but
+    the replay measures the endpoint as it is NOW, not as it was then. It proves the monitor works
+    again after a fix; it does not recover the lost hour's diversity figure, and its report and
+    metrics carry the one-off schedule's name, so the hourly alarms never see it.
     """
-    start, end = analysis_window(schedule, hour)
+    hour = as_utc(hour)
+    window = window_of(schedule, hour)
+    start, end = window.start, window.end
     anchor = (now or utcnow()).astimezone(timezone.utc).replace(second=0, microsecond=0) + timedelta(minutes=1)
     if end > anchor:
         raise DiagnosisError(f"the window of the run at {iso_z(hour)} ends at {iso_z(end)}, after now: nothing to re-run yet")
-    return {
+    request = {
         "MonitoringScheduleName": rerun_name(schedule["MonitoringScheduleName"], end),
         "MonitoringScheduleConfig": {
-            "ScheduleConfig": {"ScheduleExpression": "NOW", "DataAnalysisStartTime": iso_offset(start - anchor),
-                               "DataAnalysisEndTime": iso_offset(end - anchor)},
+            "ScheduleConfig": {"ScheduleExpression": "NOW", "DataAnalysisStartTime": format_offset(start - anchor),
+                               "DataAnalysisEndTime": format_offset(end - anchor)},
             "MonitoringJobDefinition": job_definition(schedule),
         },
         "Tags": [{"Key": "diversity-monitor:rerun-of", "Value": f"{schedule['MonitoringScheduleName']}@{iso_z(hour)}"}],
     }
+    return service_schema.validate_request("sagemaker", "CreateMonitoringSchedule", request)
 
 
 def rerun_cli(request: dict) -> str:

@@ -13,8 +13,10 @@ Two alarms:
   incident, because the diversity alarm would otherwise stay quiet forever. 2 of 2 rather than
   2 of 3: with missing = breaching, a 2-of-3 alarm created next to a new schedule pages at once
   (two of its three periods are still empty); 2 of 2 pages after two silent or failed hours.
-  Like any heartbeat alarm it is in ALARM while its window holds no point at all: create it
-  after the schedule's first run has published, not before.
+  Like any heartbeat alarm it is in ALARM while its window holds no point at all, so
+  `apply_alarms` creates it with its actions disabled until the schedule has a completed
+  execution (it has published), and says so; running it again after the first run arms it.
+  Arming it by hand: `aws cloudwatch enable-alarm-actions --alarm-names <name>`.
 """
 
 from __future__ import annotations
@@ -29,7 +31,8 @@ from diversity_monitor.contract import DEFAULT_NAMESPACE
 HOURLY = "cron(0 * ? * * *)"
 DIVERSITY_METRIC = "top10_category_diversity_mean"
 HEALTH_METRIC = "replay_success_rate"
-RUNBOOK_HINT = "Runbook: runbooks/README.md (diversity_alarm.ipynb / monitor_job_failed.ipynb)."
+PUBLISHED = ("Completed", "CompletedWithViolations")  # execution statuses that published metrics
+RUNBOOK_PATH = "runbooks/README.md"  # in this kit's repository; MonitorSpec.runbook_url makes it a link
 
 
 @dataclass(frozen=True)
@@ -50,6 +53,12 @@ class MonitorSpec:
     schedule_expression: str = HOURLY
     extra_arguments: tuple[str, ...] = ()
     environment: dict[str, str] = field(default_factory=dict)
+    runbook_url: str | None = None  # where the on-call opens runbooks/README.md (a pager email needs a link)
+
+    @property
+    def runbook_hint(self) -> str:
+        where = self.runbook_url or f"{RUNBOOK_PATH} in the diversity-monitor repository"
+        return f"Runbook: {where} (diversity_alarm.ipynb / monitor_job_failed.ipynb)."
 
     def container_arguments(self) -> list[str]:
         return ["--validation-set", self.validation_set, "--catalog", self.catalog,
@@ -124,7 +133,7 @@ def diversity_alarm_request(spec: MonitorSpec, topic_arn: str) -> dict:
         "AlarmName": f"{spec.endpoint_name}-diversity-below-{spec.min_diversity:g}",
         "AlarmDescription": (
             f"Mean distinct categories per top-10 on {spec.endpoint_name} below {spec.min_diversity:g} "
-            f"for 2 of 3 hours (schedule {spec.schedule_name}). {RUNBOOK_HINT}"
+            f"for 2 of 3 hours (schedule {spec.schedule_name}). {spec.runbook_hint}"
         ),
         "ActionsEnabled": True,
         "AlarmActions": [topic_arn],
@@ -142,14 +151,15 @@ def diversity_alarm_request(spec: MonitorSpec, topic_arn: str) -> dict:
     }
 
 
-def health_alarm_request(spec: MonitorSpec, topic_arn: str, min_success_rate: float = 0.95) -> dict:
+def health_alarm_request(spec: MonitorSpec, topic_arn: str, min_success_rate: float = 0.95, *,
+                         armed: bool = True) -> dict:
     return {
         "AlarmName": f"{spec.endpoint_name}-diversity-monitor-unhealthy",
         "AlarmDescription": (
             f"The diversity monitor for {spec.endpoint_name} is failing or silent: replay success below "
-            f"{min_success_rate:.0%} or no result for 2 hours in a row. {RUNBOOK_HINT}"
+            f"{min_success_rate:.0%} or no result for 2 hours in a row. {spec.runbook_hint}"
         ),
-        "ActionsEnabled": True,
+        "ActionsEnabled": armed,
         "AlarmActions": [topic_arn],
         "OKActions": [topic_arn],
         "Namespace": DEFAULT_NAMESPACE,
@@ -165,14 +175,50 @@ def health_alarm_request(spec: MonitorSpec, topic_arn: str, min_success_rate: fl
     }
 
 
-def apply_alarms(spec: MonitorSpec, topic_arn: str, client=None) -> list[str]:
-    """PutMetricAlarm is an upsert, so re-running replaces the definitions in place."""
+def alarm_names(endpoint_name: str, schedule_name: str, min_diversity: float = 4.0) -> dict[str, str]:
+    """The names `apply_alarms` gives this endpoint's alarms (the one place that decides them)."""
+    spec = MonitorSpec(endpoint_name, schedule_name, "", "", "", "", "", min_diversity=min_diversity)
+    return {"diversity": diversity_alarm_request(spec, "")["AlarmName"],
+            "health": health_alarm_request(spec, "")["AlarmName"]}
+
+
+@dataclass(frozen=True)
+class AlarmsApplied:
+    names: list[str]  # diversity alarm, then health alarm
+    health_armed: bool
+
+    @property
+    def message(self) -> str:
+        lines = [f"alarms (created or replaced in place): {', '.join(self.names)}"]
+        if self.health_armed:
+            lines.append(f"health alarm {self.names[1]} ARMED: the schedule has published, so silence now pages")
+        else:
+            lines.append(f"health alarm {self.names[1]} NOT ARMED YET (actions disabled): the schedule has no completed "
+                         "run, and a heartbeat alarm with no data is in ALARM. Run this again after the first hourly "
+                         f"run completes (or: aws cloudwatch enable-alarm-actions --alarm-names {self.names[1]}).")
+        return "\n".join(lines)
+
+
+def schedule_has_published(schedule_name: str, client=None) -> bool:
+    """Whether any execution of the schedule completed (and so published its metrics)."""
+    client = client or boto3.client("sagemaker")
+    return any(client.list_monitoring_executions(MonitoringScheduleName=schedule_name, StatusEquals=status,
+                                                 MaxResults=1)["MonitoringExecutionSummaries"] for status in PUBLISHED)
+
+
+def apply_alarms(spec: MonitorSpec, topic_arn: str, client=None, *, health_armed: bool | None = None) -> AlarmsApplied:
+    """PutMetricAlarm is an upsert, so re-running replaces the definitions in place.
+
+    The health alarm is armed only once the schedule has published (`health_armed=None` asks the
+    service), so creating it next to a new schedule does not page the on-call.
+    """
     client = client or boto3.client("cloudwatch")
+    armed = schedule_has_published(spec.schedule_name) if health_armed is None else health_armed
     names = []
-    for request in (diversity_alarm_request(spec, topic_arn), health_alarm_request(spec, topic_arn)):
+    for request in (diversity_alarm_request(spec, topic_arn), health_alarm_request(spec, topic_arn, armed=armed)):
         client.put_metric_alarm(**request)
         names.append(request["AlarmName"])
-    return names
+    return AlarmsApplied(names, armed)
 
 
 def ensure_topic(name: str, client=None) -> str:

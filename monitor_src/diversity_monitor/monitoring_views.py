@@ -47,6 +47,7 @@ def alarms_frame(alarm_names: list[str], client=None) -> pd.DataFrame:
         rows.append({
             "alarm": name,
             "state": alarm["StateValue"],
+            "actions": "enabled" if alarm.get("ActionsEnabled", True) else "DISABLED (not armed: pages nobody)",
             "condition": (f"{alarm['Statistic']}({alarm['MetricName']}) {operator} {alarm['Threshold']:g} for "
                           f"{alarm.get('DatapointsToAlarm', alarm['EvaluationPeriods'])} of {alarm['EvaluationPeriods']} "
                           f"x {alarm['Period'] // 60} min"),

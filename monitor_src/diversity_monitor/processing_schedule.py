@@ -4,8 +4,10 @@ EventBridge Scheduler starts `CreateProcessingJob` every hour through its univer
 (`arn:aws:scheduler:::aws-sdk:sagemaker:createProcessingJob`); the target's `Input` is the
 CreateProcessingJob request as JSON. Scheduler fills its context attributes in that JSON at each
 run: `<aws.scheduler.execution-id>` makes the job name unique, `<aws.scheduler.scheduled-time>`
-(e.g. 2027-10-31T09:00:00Z) becomes the container's `end_time`, so the run id and the report
-folder name the scheduled hour.
+(e.g. 2027-10-31T09:00:00Z) becomes the container's `end_time`. Scheduler cannot format that time
+into a path, so the job's S3 output is `<reports>/<endpoint>/<schedule>/` and the container's
+`--output-hour-folder` writes under `yyyy/mm/dd/HH/` of `end_time`: the reports land exactly where
+Model Monitor puts them, and `report_history`, notebook 04 and the runbooks read them unchanged.
 
 The job differs from the Model Monitor run only in what the platform would otherwise supply:
 `--endpoint-name` and `--put-metric-data` (the job publishes its own metrics, in the same
@@ -14,9 +16,9 @@ Scheduler schedule's name through `sagemaker_monitoring_schedule_name`), and the
 as a ProcessingInput. So `monitoring_setup.apply_alarms` with `schedule_name` = the Scheduler
 schedule's name watches it unchanged.
 
-Both requests are checked with `botocore.validate.validate_parameters` against the `sagemaker`
-and `scheduler` service models shipped in botocore: the job request once as sent (placeholders
-in place) and once rendered with sample context values.
+Both requests are checked against the `sagemaker` and `scheduler` service models shipped in
+botocore (`service_schema`: shapes, maximums, enums and patterns): the job request once as sent
+(placeholders in place) and once rendered with sample context values.
 """
 
 from __future__ import annotations
@@ -25,9 +27,7 @@ import copy
 import json
 from dataclasses import dataclass
 
-import botocore.session
-from botocore.validate import validate_parameters
-
+from diversity_monitor import service_schema
 from diversity_monitor.monitoring_setup import MonitorSpec
 
 UNIVERSAL_TARGET = "arn:aws:scheduler:::aws-sdk:sagemaker:createProcessingJob"
@@ -48,21 +48,21 @@ class SchedulerSpec:
     timezone: str = "UTC"
 
 
-def _service_input(service: str, operation: str):
-    return botocore.session.get_session().get_service_model(service).operation_model(operation).input_shape
+def validate(service: str, operation: str, request: dict, *, template: bool = False) -> dict:
+    """The service model's check of a request; raises service_schema.RequestInvalid.
 
-
-def validate(service: str, operation: str, request: dict) -> dict:
-    """botocore's own check of a request against the service model; raises ParamValidationError."""
-    validate_parameters(request, _service_input(service, operation))
-    return request
+    A template (context attributes still in place) is checked for shape only; its rendered form
+    gets the whole check.
+    """
+    return service_schema.validate_request(service, operation, request, constraints=not template)
 
 
 def processing_job_request(monitor: MonitorSpec, job_name: str = f"diversity-{EXECUTION_ID}",
                            scheduled_time: str = SCHEDULED_TIME, schedule_name: str | None = None) -> dict:
     """CreateProcessingJob for one run of the monitor outside Model Monitor."""
     schedule_name = schedule_name or monitor.schedule_name
-    arguments = ["--endpoint-name", monitor.endpoint_name, *monitor.container_arguments(), "--put-metric-data"]
+    arguments = ["--endpoint-name", monitor.endpoint_name, *monitor.container_arguments(), "--put-metric-data",
+                 "--output-hour-folder"]
     environment = {
         "end_time": scheduled_time,
         "metric_time": scheduled_time,
@@ -85,14 +85,16 @@ def processing_job_request(monitor: MonitorSpec, job_name: str = f"diversity-{EX
         "AppSpecification": {"ImageUri": monitor.image_uri, "ContainerArguments": arguments},
         "Environment": environment,
         "ProcessingOutputConfig": {"Outputs": [{"OutputName": "report", "S3Output": {
-            # Model Monitor's layout up to the schedule; the hour folder is the scheduled time.
-            "S3Uri": "/".join([monitor.reports_s3_uri.rstrip("/"), monitor.endpoint_name, schedule_name, scheduled_time]),
+            # Model Monitor's layout up to the schedule; --output-hour-folder adds yyyy/mm/dd/HH of end_time.
+            "S3Uri": "/".join([monitor.reports_s3_uri.rstrip("/"), monitor.endpoint_name, schedule_name]) + "/",
             "LocalPath": OUTPUT_LOCAL, "S3UploadMode": "EndOfJob"}}]},
         "RoleArn": monitor.role_arn,
     }
     if inputs:
         request["ProcessingInputs"] = inputs
-    return validate("sagemaker", "CreateProcessingJob", request)
+    validate("sagemaker", "CreateProcessingJob", request, template=True)
+    validate("sagemaker", "CreateProcessingJob", render(request))  # as Scheduler will send it
+    return request
 
 
 def render(request: dict, context: dict[str, str] = SAMPLE_CONTEXT) -> dict:
@@ -106,7 +108,6 @@ def render(request: dict, context: dict[str, str] = SAMPLE_CONTEXT) -> dict:
 def schedule_request(monitor: MonitorSpec, scheduler: SchedulerSpec) -> dict:
     """CreateSchedule (Scheduler) whose target starts the Processing job each hour."""
     job = processing_job_request(monitor, schedule_name=scheduler.schedule_name)
-    validate("sagemaker", "CreateProcessingJob", render(job))
     request = {
         "Name": scheduler.schedule_name,
         "GroupName": scheduler.group_name,
