@@ -57,6 +57,9 @@ def context(arguments=(), **env) -> MonitoringContext:
     (["--put-metric-data"], {"publish_cloudwatch_metrics": None, "sagemaker_monitoring_schedule_name": None},
      "metrics are published (--put-metric-data) but no monitoring schedule name"),
     (["--output-hour-folder"], {"end_time": None, "start_time": None}, "--output-hour-folder writes under yyyy/mm/dd/HH/"),
+    (["--concurrency", "2", "--replay-processes", "3"], {}, "--replay-processes 3 is more than --concurrency 2: "
+                                                          "each process needs at least one call in flight"),
+    (["--replay-processes", "0"], {}, "--replay-processes must be at least 1, got 0"),
 ])
 def test_bad_arguments_are_named(arguments, env, problem):
     with pytest.raises(ContractError) as raised:
@@ -67,6 +70,8 @@ def test_bad_arguments_are_named(arguments, env, problem):
 def test_arguments_that_are_fine():
     ctx = context(["--top-k", "5", "--min-diversity", "5", "--response-path", "[].id", "--target-variant", "Canary-2"])
     assert (ctx.replay.top_k, ctx.min_diversity, ctx.replay.response_path) == (5, 5.0, "[].id")
+    assert (ctx.replay.concurrency, ctx.replay.processes) == (16, 1)  # one process unless asked
+    assert context(["--replay-processes", "2"]).replay.processes == 2
     plain = context(["--put-metric-data"], publish_cloudwatch_metrics=None)
     assert plain.metrics_namespace == contract.DEFAULT_NAMESPACE
     # Not publishing at all needs no schedule name: there is no metric to dimension.

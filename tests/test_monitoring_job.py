@@ -9,8 +9,10 @@ in-process where a container adds nothing.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -208,12 +210,16 @@ def test_retries_hide_a_flaky_model_and_use_target_variant(stack_env, tmp_path, 
     assert {r["params"].get("TargetVariant") for r in invokes} == {"Canary"}  # audited with the variant
 
 
-def test_throttling_is_retried(stack_env, tmp_path, runtime):
-    run = run_monitor_container(tmp_path / "job", model_monitor_env("throttled-recs"), ARGS)
-    statistics, _ = completed_run(run, COMPLETED, "reports/throttled")
+@pytest.mark.parametrize("processes", ["1", "2"])
+def test_throttling_is_retried(stack_env, tmp_path, runtime, processes):
+    run = run_monitor_container(tmp_path / "job", model_monitor_env("throttled-recs"),
+                                ARGS + ["--replay-processes", processes])
+    statistics, _ = completed_run(run, COMPLETED, f"reports/throttled-{processes}")
     block = statistics["diversity_monitor"]
     assert block["sessions_succeeded"] == SESSIONS and block["replay_errors"] == {}
     assert sum(runtime.calls.values()) == 2 * SESSIONS  # each session: throttled once, then answered
+    # Every call is audited against the service model, the worker processes' too.
+    assert len([r for r in run.audit if r["operation"] == "InvokeEndpoint"]) == 2 * SESSIONS
 
 
 def test_partial_outage_publishes_replay_health_not_diversity(stack_env, tmp_path):
@@ -536,6 +542,37 @@ def test_inference_ids_are_valid_deterministic_and_distinct(runtime, aws_env, mo
     assert sorted(sent) == sorted(inference_id("20271031T0900", s) for s in ids)  # the same ids on every run
     assert inference_id("20271031T0900", f"{long_prefix}-0") == (
         "diversity-replay-20271031T0900-" + hashlib.sha256(f"{long_prefix}-0".encode()).hexdigest()[:16])
+
+
+def test_replay_over_processes_gives_the_same_outcomes_in_order(runtime, aws_env, monkeypatch):
+    sessions = [Session(f"s{i}", {"user_id": f"u{i}"}) for i in range(23)]
+    one_process = ReplaySettings("unused", "unused", 10, DEFAULT_RESPONSE_PATH, 5, None, 5.0, 1)
+    three = dataclasses.replace(one_process, processes=3)
+    # The worker processes' forkserver starts while nothing answers at the endpoint URL...
+    monkeypatch.setenv("AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME", f"http://127.0.0.1:{free_port()}")
+    with EndpointReplayer("healthy-recs", three, "p") as replayer:
+        refused = replayer.replay(sessions[:4], progress=False)
+    assert refused.succeeded == 0 and set(refused.errors()) == {"EndpointConnectionError"}  # per session, not fatal
+    # ...and each replay's workers still use the caller's settings of the moment.
+    monkeypatch.setenv("AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME", runtime.url)
+    single = EndpointReplayer("healthy-recs", one_process, "p").replay(sessions, progress=False)
+    sent_by_one = sorted(runtime.inference_ids)
+    runtime.inference_ids.clear()
+    with EndpointReplayer("healthy-recs", three, "p") as replayer:
+        spread = replayer.replay(sessions, progress=False)
+        workers = list(replayer._pool._processes.values())  # the executor's own record of its processes
+        assert len(workers) == 3 and all(worker.pid != os.getpid() and worker.is_alive() for worker in workers)
+    assert not any(worker.is_alive() for worker in workers)  # closed with the replayer
+    assert spread.succeeded == len(sessions), spread.errors()
+    assert [outcome.session_id for outcome in spread.outcomes] == [session.session_id for session in sessions]
+    assert [outcome.article_ids for outcome in spread.outcomes] == [outcome.article_ids for outcome in single.outcomes]
+    assert sorted(runtime.inference_ids) == sent_by_one  # the same InferenceIds, each sent once
+
+
+def test_a_replayer_spread_over_processes_takes_no_injected_client():
+    settings = ReplaySettings("unused", "unused", 10, DEFAULT_RESPONSE_PATH, 4, None, 5.0, 1, processes=2)
+    with pytest.raises(ValueError, match="only be given to a replayer that runs in one process"):
+        EndpointReplayer("e", settings, "r", sleep=lambda _: None)
 
 
 def test_two_sessions_with_one_inference_id_are_refused():

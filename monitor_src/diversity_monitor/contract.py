@@ -159,6 +159,9 @@ def add_replay_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"where the ranked article ids sit in the response (default {DEFAULT_RESPONSE_PATH})")
     parser.add_argument("--concurrency", type=_positive_int("--concurrency"), default=16, metavar="N",
                         help="replay calls in flight at once (default 16)")
+    parser.add_argument("--replay-processes", type=_positive_int("--replay-processes"), default=1, metavar="N",
+                        help="processes the calls in flight are spread over (default 1); botocore spends about "
+                             "2 ms of CPU per call, so one process cannot replay faster than ~500 calls/s")
     parser.add_argument("--target-variant", type=_invoke_member("TargetVariant", "--target-variant"), default=None,
                         metavar="NAME",
                         help="send replay traffic to this production variant (InvokeEndpoint TargetVariant)")
@@ -206,6 +209,7 @@ class ReplaySettings:
     target_variant: str | None
     invoke_timeout: float
     max_attempts: int
+    processes: int = 1  # --concurrency calls in flight, spread over this many processes
 
 
 @dataclass(frozen=True)
@@ -372,6 +376,11 @@ def load_context(arguments: list[str], env: Mapping[str, str] | None = None) -> 
 
 
 def replay_settings(args: argparse.Namespace) -> ReplaySettings:
+    if args.replay_processes > args.concurrency:
+        raise ContractError(
+            f"--replay-processes {args.replay_processes} is more than --concurrency {args.concurrency}: "
+            "each process needs at least one call in flight"
+        )
     return ReplaySettings(
         validation_set=args.validation_set,
         catalog=args.catalog,
@@ -381,6 +390,7 @@ def replay_settings(args: argparse.Namespace) -> ReplaySettings:
         target_variant=args.target_variant,
         invoke_timeout=args.invoke_timeout,
         max_attempts=args.max_attempts,
+        processes=args.replay_processes,
     )
 
 

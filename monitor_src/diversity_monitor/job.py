@@ -74,10 +74,10 @@ def measure(endpoint_name: str, settings: ReplaySettings, run_id: str, *, progre
     """Replay the validation set and measure it; `serving` says which endpoint config answered."""
     sessions = load_validation_set(settings.validation_set)
     catalog = load_catalog(settings.catalog)
-    replayer = EndpointReplayer(endpoint_name, settings, run_id, client=client)
     control_client = control_client or control_plane_client()
-    before = describe_serving(endpoint_name, control_client)
-    result = replayer.replay(sessions, progress=progress)
+    with EndpointReplayer(endpoint_name, settings, run_id, client=client) as replayer:
+        before = describe_serving(endpoint_name, control_client)
+        result = replayer.replay(sessions, progress=progress)
     after = describe_serving(endpoint_name, control_client, with_models=False)
     accumulator = accumulate(result.ranked_lists(), catalog, settings.top_k)
     measurement = Measurement(

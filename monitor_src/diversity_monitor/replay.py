@@ -3,13 +3,19 @@
 The client is built the ordinary way (`boto3` session + `sagemaker-runtime`), so boto3's own
 `AWS_ENDPOINT_URL` / `AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME` decide where it goes.
 
-Retries: botocore's own retry loop is switched off (max_attempts=1) and tenacity retries
+Retries: botocore's own retry loop is switched off (total_max_attempts=1) and tenacity retries
 instead, because the cases that matter here are not all botocore's: a model container's 5xx
 reaches the caller as `ModelError` (HTTP 424) with the original status inside, which botocore
 never retries. Throttling, 5xx, a model's 5xx/429 and transport failures (timeouts, refused or
 dropped connections, a response cut short) are retried with exponential backoff and jitter.
 Whatever a call ends with, a botocore error fails that session only, its kind counted in
 `replay_errors`; it never stops the run.
+
+Concurrency: `--concurrency` calls in flight, on threads. botocore spends about 2 ms of CPU per
+call on the caller's side (signing, headers, urllib3), so one process tops out near 500 calls/s
+whatever the concurrency; `--replay-processes N` spreads the calls in flight over N worker
+processes (a forkserver, so a Jupyter kernel's threads are never forked), each with its own
+client. The pool lives as long as the replayer: use it as a context manager, or `close()` it.
 
 Every call carries `InferenceId = diversity-replay-<run>-<session>` so that captured traffic can
 tell the monitor's own calls apart from live users. InvokeEndpoint's service model allows 1-64
@@ -23,10 +29,14 @@ recorded as its `error`.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import http.client
+import multiprocessing
+import os
 import time
-from concurrent.futures import ThreadPoolExecutor
+import weakref
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Callable, Sequence
@@ -137,7 +147,9 @@ def inference_ids(run_id: str, sessions: Sequence[Session]) -> list[str]:
 
 def runtime_client(settings: ReplaySettings):
     config = Config(
-        retries={"max_attempts": 1, "mode": "standard"},  # tenacity owns retries (see module doc)
+        # One attempt per call: tenacity owns retries (see module doc). Not `max_attempts: 1`,
+        # which botocore reads as one *retry* (two attempts, throttling retried unseen).
+        retries={"total_max_attempts": 1, "mode": "standard"},
         read_timeout=settings.invoke_timeout,
         connect_timeout=min(settings.invoke_timeout, 10.0),
         max_pool_connections=max(10, settings.concurrency),
@@ -168,16 +180,33 @@ def describe_error(error: BaseException) -> str:
 
 
 class EndpointReplayer:
-    """Replays sessions with bounded concurrency; one instance per run."""
+    """Replays sessions with bounded concurrency; one instance per run (close() it, or use `with`)."""
 
     def __init__(self, endpoint_name: str, settings: ReplaySettings, run_id: str, client=None,
                  sleep: Callable[[float], None] = time.sleep) -> None:
+        if settings.processes > 1 and (client is not None or sleep is not time.sleep):
+            raise ValueError("a client or sleep can only be given to a replayer that runs in one process "
+                             f"(settings.processes is {settings.processes})")
         self.endpoint_name = endpoint_name
         self.settings = settings
         self.run_id = run_id
         self.client = client or runtime_client(settings)
         self.extract = compile_response_path(settings.response_path)
         self._sleep = sleep
+        self._pool: ProcessPoolExecutor | None = None
+        self._pool_finalizer: weakref.finalize | None = None
+
+    def __enter__(self) -> "EndpointReplayer":
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Stop the worker processes, if any were started."""
+        if self._pool_finalizer is not None:
+            self._pool_finalizer()  # shuts the pool down, once
+        self._pool = self._pool_finalizer = None
 
     def _invoke(self, session: Session, inference: str) -> tuple[bytes, str | None]:
         request = {
@@ -223,20 +252,106 @@ class EndpointReplayer:
                               time.perf_counter() - started, variant)
 
     def replay(self, sessions: Sequence[Session], progress: bool = True) -> ReplayResult:
+        """Every session, outcomes in the sessions' order."""
         ids = inference_ids(self.run_id, sessions)
         started = time.perf_counter()
-        with ThreadPoolExecutor(max_workers=self.settings.concurrency) as pool:
-            results = pool.map(self.replay_one, sessions, ids)
-            outcomes = tuple(tqdm(results, total=len(sessions), desc=f"replay {self.endpoint_name}",
-                                  unit="session", disable=not progress, mininterval=1.0))
-        return ReplayResult(outcomes, time.perf_counter() - started)
+        with tqdm(total=len(sessions), desc=f"replay {self.endpoint_name}", unit="session",
+                  disable=not progress, mininterval=1.0) as bar:
+            if self.settings.processes == 1 or len(sessions) < 2:
+                outcomes = self._replay_threads(sessions, ids, self.settings.concurrency, bar.update)
+            else:
+                outcomes = self._replay_processes(sessions, ids, bar.update)
+        return ReplayResult(tuple(outcomes), time.perf_counter() - started)
+
+    def _replay_threads(self, sessions: Sequence[Session], ids: Sequence[str], threads: int,
+                        advance: Callable[[int], object]) -> list[SessionOutcome]:
+        outcomes = []
+        with ThreadPoolExecutor(max_workers=threads) as pool:
+            for outcome in pool.map(self.replay_one, sessions, ids):
+                outcomes.append(outcome)
+                advance(1)
+        return outcomes
+
+    def _replay_processes(self, sessions: Sequence[Session], ids: Sequence[str],
+                          advance: Callable[[int], object]) -> list[SessionOutcome]:
+        """Contiguous shares of the sessions, one per process, each with its share of the
+        concurrency (together exactly `concurrency` calls in flight)."""
+        processes = min(self.settings.processes, len(sessions))
+        threads = _shares(self.settings.concurrency, processes)
+        sizes = _shares(len(sessions), processes)
+        pool = self._worker_pool()
+        futures, begin = {}, 0
+        for size, share_threads in zip(sizes, threads):
+            end = begin + size
+            future = pool.submit(_replay_share, self.endpoint_name, self._worker_settings(), self.run_id,
+                                 list(sessions[begin:end]), list(ids[begin:end]), share_threads)
+            futures[future] = size
+            begin = end
+        try:
+            for future in as_completed(futures):
+                future.result()
+                advance(futures[future])
+        except Exception as error:
+            self.close()  # a dead worker breaks the pool; a later replay starts a new one
+            raise RuntimeError(f"a replay worker process failed: {type(error).__name__}: {error}") from error
+        return [outcome for future in futures for outcome in future.result()]
+
+    def _worker_settings(self) -> ReplaySettings:
+        # Each worker builds its client for the largest share of the concurrency.
+        largest = _shares(self.settings.concurrency, self.settings.processes)[0]
+        return dataclasses.replace(self.settings, concurrency=largest, processes=1)
+
+    def _worker_pool(self) -> ProcessPoolExecutor:
+        if self._pool is None:
+            # A forkserver child inherits the environment the server started with, which may
+            # predate this process's AWS_* settings: every worker starts from the caller's, whole.
+            self._pool = ProcessPoolExecutor(self.settings.processes, mp_context=_worker_context(),
+                                             initializer=_start_worker, initargs=(dict(os.environ),))
+            self._pool_finalizer = weakref.finalize(self, self._pool.shutdown, wait=True, cancel_futures=True)
+        return self._pool
+
+
+def _shares(total: int, parts: int) -> list[int]:
+    """`total` cut into `parts` near-equal whole shares, largest first."""
+    size, extra = divmod(total, parts)
+    return [size + (index < extra) for index in range(parts)]
+
+
+def _worker_context():
+    """forkserver where there is one (Linux, macOS): children fork from a clean single-threaded
+    server that has already imported this module, so they start in milliseconds and never
+    inherit a Jupyter kernel's or a test runner's threads. Elsewhere spawn."""
+    if "forkserver" in multiprocessing.get_all_start_methods():
+        context = multiprocessing.get_context("forkserver")
+        context.set_forkserver_preload([__name__])
+        return context
+    return multiprocessing.get_context("spawn")
+
+
+_worker_replayers: dict[tuple, EndpointReplayer] = {}  # in a worker process: the current replay's
+
+
+def _start_worker(environment: dict[str, str]) -> None:
+    os.environ.clear()
+    os.environ.update(environment)
+
+
+def _replay_share(endpoint_name: str, settings: ReplaySettings, run_id: str, sessions: list[Session],
+                  ids: list[str], threads: int) -> list[SessionOutcome]:
+    """In a worker process: one share of a replay, on `threads` threads, with this process's client."""
+    key = (endpoint_name, settings, run_id)
+    replayer = _worker_replayers.get(key)
+    if replayer is None:
+        _worker_replayers.clear()
+        replayer = _worker_replayers[key] = EndpointReplayer(endpoint_name, settings, run_id)
+    return replayer._replay_threads(sessions, ids, threads, lambda _: None)
 
 
 # --- which endpoint config served the replay ----------------------------------------------------
 
 def control_plane_client():
     """SageMaker's control plane, briefly: a Describe that hangs must not hold the run up."""
-    config = Config(retries={"max_attempts": 2, "mode": "standard"}, connect_timeout=5, read_timeout=10)
+    config = Config(retries={"total_max_attempts": 3, "mode": "standard"}, connect_timeout=5, read_timeout=10)
     return boto3.session.Session().client("sagemaker", config=config)
 
 
