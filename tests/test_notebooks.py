@@ -28,6 +28,7 @@ from diversity_monitor import cli, deployment, storage
 from diversity_monitor.model_monitor_files import diversity_feature
 from diversity_monitor.scenario import CAPTURE_BUCKET, ENDPOINT, MONITOR_BUCKET, SCHEDULE, VARIANT
 from container import AUDIT_DIR
+from notebook_outputs import visible_text
 from stack_fixtures import deployed_stack
 
 pytestmark = pytest.mark.slow
@@ -61,16 +62,7 @@ class Executed:
 
     @property
     def text(self) -> str:
-        """Everything a reader sees in the outputs: streams, rich text, errors."""
-        parts = []
-        for cell in self.notebook.cells:
-            for output in cell.get("outputs", []):
-                parts.append(output.get("text", ""))
-                parts.append(output.get("data", {}).get("text/plain", ""))
-                parts.append(output.get("data", {}).get("text/html", ""))
-                if output.get("output_type") == "error":
-                    parts.append(f"{output['ename']}: {output['evalue']}")
-        return "\n".join(part if isinstance(part, str) else "".join(part) for part in parts)
+        return visible_text(self.notebook)
 
     @property
     def images(self) -> int:

@@ -40,6 +40,7 @@ from diversity_monitor.report_history import HourReport
 from diversity_monitor.scenario import (CATALOG_URI, ENDPOINT, MODEL_IMAGE, MODELS_BUCKET, MONITOR_BUCKET, MONITOR_IMAGE,
                                         REPORTS_URI, ROLE_ARN, SCHEDULE, VALIDATION_URI, VARIANT)
 from container import AUDIT_DIR
+from notebook_outputs import visible_text
 from stack_fixtures import deployed_stack
 
 pytestmark = pytest.mark.slow
@@ -72,15 +73,7 @@ class Executed:
 
     @property
     def text(self) -> str:
-        parts = []
-        for cell in self.notebook.cells:
-            for output in cell.get("outputs", []):
-                parts.append(output.get("text", ""))
-                parts.append(output.get("data", {}).get("text/plain", ""))
-                parts.append(output.get("data", {}).get("text/markdown", ""))
-                if output.get("output_type") == "error":
-                    parts.append(f"{output['ename']}: {output['evalue']}")
-        return "\n".join(part if isinstance(part, str) else "".join(part) for part in parts)
+        return visible_text(self.notebook)
 
     @property
     def operations(self) -> set[str]:
