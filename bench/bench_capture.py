@@ -8,7 +8,7 @@ monitoring container sees it, then runs each variant in its own subprocess so CP
 RSS are isolated. Every variant reads the same hour folders (the same bytes) unless its name says
 otherwise:
 
-- reader, 1 worker, at 1, 2 and all hours: `capture_reader.live_diversity` (the whole pass), at
+- reader, 1 worker, at 1, 2 and all hours: `capture.reader.live_diversity` (the whole pass), at
   three input sizes, so peak RSS can be seen not to grow with the input;
 - reader, 2 workers: the same pass spread over two processes;
 - pandas: the naive way, `pandas.read_json(lines=True)` per file, concatenated, then json.loads of
@@ -52,7 +52,7 @@ RECORDS_PER_FILE = 12_500
 
 def generate(folder: Path, records: int, hours: int, seed: int = 7) -> tuple[Path, Path]:
     """Capture under folder/capture/<endpoint>/<variant>/yyyy/mm/dd/hh/, and folder/catalog.csv."""
-    from diversity_monitor.capture import CaptureWriter
+    from diversity_monitor.local.capture_writer import CaptureWriter
 
     rng = np.random.default_rng(seed)
     article_ids = [f"a{index:05d}" for index in range(ARTICLES)]
@@ -91,15 +91,15 @@ def generate(folder: Path, records: int, hours: int, seed: int = 7) -> tuple[Pat
 # --- variants, each run in a child process ---------------------------------------------------
 
 def _files(source: Path, hours: int | None) -> list[str]:
-    from diversity_monitor.capture_source import list_capture_files
+    from diversity_monitor.capture.source import list_capture_files
 
     end = None if hours is None else START + timedelta(hours=hours)
     return [item.uri for item in list_capture_files(str(source), START if end else None, end).files]
 
 
 def run_reader(source, catalog_path, hours, workers):
-    from diversity_monitor.capture_reader import live_diversity
-    from diversity_monitor.inputs import load_catalog
+    from diversity_monitor.capture.reader import live_diversity
+    from diversity_monitor.job.inputs import load_catalog
 
     end = None if hours is None else START + timedelta(hours=hours)
     stats = live_diversity(str(source), load_catalog(str(catalog_path)), start=START if end else None, end=end,
@@ -110,8 +110,8 @@ def run_reader(source, catalog_path, hours, workers):
 def run_pandas(source, catalog_path, hours, workers):
     import pandas as pd
 
-    from diversity_monitor.inputs import load_catalog
-    from diversity_monitor.metrics import accumulate
+    from diversity_monitor.job.inputs import load_catalog
+    from diversity_monitor.measures.metrics import accumulate
 
     catalog = load_catalog(str(catalog_path))
     frame = pd.concat([pd.read_json(path, lines=True) for path in _files(source, hours)], ignore_index=True)
@@ -136,7 +136,7 @@ def run_raw_parse(source, catalog_path, hours, workers):
 
 
 def run_raw_msgspec(source, catalog_path, hours, workers):
-    from diversity_monitor.capture import typed_record_decoder
+    from diversity_monitor.capture.record import typed_record_decoder
 
     decode, lines = typed_record_decoder().decode, 0
     for path in _files(source, hours):
@@ -151,10 +151,10 @@ VARIANTS = {"reader": run_reader, "pandas": run_pandas, "raw-parse": run_raw_par
 
 
 IMPORTS = {
-    "reader": ["diversity_monitor.capture_reader", "diversity_monitor.inputs"],
-    "pandas": ["pandas", "diversity_monitor.inputs", "diversity_monitor.metrics", "diversity_monitor.capture_source"],
-    "raw-parse": ["diversity_monitor.capture_source"],
-    "raw-msgspec": ["diversity_monitor.capture_source"],
+    "reader": ["diversity_monitor.capture.reader", "diversity_monitor.job.inputs"],
+    "pandas": ["pandas", "diversity_monitor.job.inputs", "diversity_monitor.measures.metrics", "diversity_monitor.capture.source"],
+    "raw-parse": ["diversity_monitor.capture.source"],
+    "raw-msgspec": ["diversity_monitor.capture.source"],
 }
 
 

@@ -31,12 +31,13 @@ from pathlib import Path
 import boto3
 import psutil
 
-from diversity_monitor.contract import replay_settings_for
-from diversity_monitor.inputs import load_validation_set
-from diversity_monitor.local.platform import free_port, start_stack, wait_until_answering
+from diversity_monitor.demo.scenario import MODEL_IMAGE, ROLE_ARN
+from diversity_monitor.job.contract import replay_settings_for
+from diversity_monitor.job.inputs import load_validation_set
+from diversity_monitor.job.replay import EndpointReplayer
+from diversity_monitor.local.platform import free_port, wait_until_answering
+from diversity_monitor.local.stack import start_stack
 from diversity_monitor.recommender import data, model
-from diversity_monitor.replay import EndpointReplayer
-from diversity_monitor.scenario import MODEL_IMAGE, ROLE_ARN
 
 LATENCY_MS = 16
 CONCURRENCY = 16

@@ -40,7 +40,7 @@ class InstantEndpoint(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(ANSWER)
 
-    def log_message(self, format: str, *args) -> None:  # noqa: A002 (the base class's name)
+    def log_message(self, format: str, *args) -> None:
         pass
 
 

@@ -2,17 +2,10 @@
 
 from __future__ import annotations
 
-import socket
-
 import pytest
 
-REGION = "eu-west-1"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+from diversity_monitor.local.platform import free_port
+from helpers.aws import REGION
 
 
 @pytest.fixture(scope="session")

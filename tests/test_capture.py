@@ -10,22 +10,28 @@ import re
 import subprocess
 import sys
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from datetime import datetime, timedelta, timezone
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import boto3
 import orjson
 import pytest
 
-from diversity_monitor import capture, capture_check
-from diversity_monitor.capture import CaptureWriter, MalformedRecord, parse_line
-from diversity_monitor.capture_config import CaptureConfigError
-from diversity_monitor.capture_reader import (
-    CaptureSourceError, MalformedLog, ReadCounts, iter_capture_records, live_diversity,
+from diversity_monitor.aws.service_schema import RequestInvalid
+from diversity_monitor.capture import record as capture
+from diversity_monitor.capture.reader import (
+    CaptureSourceError,
+    MalformedLog,
+    ReadCounts,
+    iter_capture_records,
+    live_diversity,
 )
-from diversity_monitor.metrics import accumulate
-from diversity_monitor.response_path import compile_response_path
+from diversity_monitor.capture.record import MalformedRecord, parse_line
+from diversity_monitor.local.capture_writer import CaptureWriter
+from diversity_monitor.measures.metrics import accumulate
+from diversity_monitor.measures.response_path import compile_response_path
+from diversity_monitor.setup import capture_check
 
 ENDPOINT, VARIANT = "news-recommender", "AllTraffic"
 T0 = datetime(2024, 5, 1, 10, 0, 0, tzinfo=timezone.utc)
@@ -190,11 +196,11 @@ def test_sampling_percentage_honoured(tmp_path, percentage):
 @pytest.mark.parametrize(
     "change, problem",
     [
-        ({"sampling_percentage": 101}, "at most 100"),
-        ({"capture_options": {"Both"}}, "must be one of"),
-        ({"json_content_types": ["not a media type"]}, "does not match the pattern"),
+        ({"sampling_percentage": 101}, "less than or equal to 100"),
+        ({"capture_options": {"Both"}}, "enum value set"),
+        ({"json_content_types": ["not a media type"]}, "regular expression pattern"),
         ({"endpoint_name": "news_recommender"}, "endpoint name"),
-        ({"destination_s3_uri": "ftp://bucket/capture"}, "DestinationS3Uri"),
+        ({"destination_s3_uri": "ftp://bucket/capture"}, "destinationS3Uri"),
         ({"destination_s3_uri": "https://bucket.s3.amazonaws.com/capture"}, "not the https:// form"),
     ],
 )
@@ -202,7 +208,7 @@ def test_invalid_capture_settings_are_rejected(tmp_path, change, problem):
     settings = dict(destination_s3_uri="s3://bucket/capture", endpoint_name=ENDPOINT, variant_name=VARIANT,
                     capture_options={"Input", "Output"}, json_content_types=["application/json"],
                     csv_content_types=["text/csv"], sampling_percentage=50)
-    with pytest.raises(CaptureConfigError, match=problem):
+    with pytest.raises(RequestInvalid, match=problem):
         CaptureWriter(**{**settings, **change})
 
 
@@ -349,7 +355,7 @@ def test_live_diversity_matches_the_metrics_on_the_same_lists(tmp_path):
     events = list(iter_capture_records(str(tmp_path), malformed=MalformedLog(), counts=counts,
                                        exclude_inference_prefix="diversity-replay-"))
     assert len(events) == 120 and counts.replay_excluded == 30
-    assert [json.loads(e.output_payload.body)["recommendations"][0]["article_id"] for e in events] == [l[0] for l in live]
+    assert [json.loads(e.output_payload.body)["recommendations"][0]["article_id"] for e in events] == [ranked[0] for ranked in live]
     assert live_diversity(str(tmp_path), CATALOG, exclude_inference_prefix="").live_lists == 150
     assert live_diversity(str(tmp_path), CATALOG, exclude_inference_prefix="web-").replay_excluded == 80
 
@@ -501,10 +507,10 @@ class _ListingDropsConnection(BaseHTTPRequestHandler):
         if "delimiter=" not in self.path:
             self.close_connection = True  # no response at all
             return
-        body = ('<?xml version="1.0" encoding="UTF-8"?><ListBucketResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/">'
-                "<Name>bucket</Name><Prefix>variant/</Prefix><KeyCount>1</KeyCount><MaxKeys>1000</MaxKeys>"
-                "<Delimiter>/</Delimiter><IsTruncated>false</IsTruncated>"
-                "<CommonPrefixes><Prefix>variant/2024/</Prefix></CommonPrefixes></ListBucketResult>").encode()
+        body = (b'<?xml version="1.0" encoding="UTF-8"?><ListBucketResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/">'
+                b"<Name>bucket</Name><Prefix>variant/</Prefix><KeyCount>1</KeyCount><MaxKeys>1000</MaxKeys>"
+                b"<Delimiter>/</Delimiter><IsTruncated>false</IsTruncated>"
+                b"<CommonPrefixes><Prefix>variant/2024/</Prefix></CommonPrefixes></ListBucketResult>")
         self.send_response(200)
         self.send_header("Content-Type", "application/xml")
         self.send_header("Content-Length", str(len(body)))

@@ -18,11 +18,12 @@ import msgspec
 import orjson
 import pytest
 
-from diversity_monitor import capture
-from diversity_monitor.capture import CaptureWriter, MalformedRecord
-from diversity_monitor.capture_reader import _catalog_response_decoder, _DefaultResponse, live_diversity
-from diversity_monitor.metrics import CatalogIndex, accumulate
-from diversity_monitor.response_path import DEFAULT_RESPONSE_PATH, compile_response_path
+from diversity_monitor.capture import record as capture
+from diversity_monitor.capture.reader import _catalog_response_decoder, _DefaultResponse, live_diversity
+from diversity_monitor.capture.record import MalformedRecord
+from diversity_monitor.local.capture_writer import CaptureWriter
+from diversity_monitor.measures.metrics import CatalogIndex, accumulate
+from diversity_monitor.measures.response_path import DEFAULT_RESPONSE_PATH, compile_response_path
 
 T0 = datetime(2024, 5, 1, 10, tzinfo=timezone.utc)
 CATALOG = {f"a{i}": ["sport", "politics", "culture", "science"][i % 4] for i in range(24)}
@@ -195,8 +196,10 @@ def test_pass_over_mixed_traffic_equals_the_checked_path(tmp_path):
     # Lines the typed decoder refuses but the checked path accepts: an extra member, no output.
     first = Path(files[0])
     lines = first.read_bytes().splitlines()
-    extra = orjson.loads(lines[1]); extra["eventMetadata"]["traceId"] = "t"
-    no_output = orjson.loads(lines[2]); del no_output["captureData"]["endpointOutput"]
+    extra = orjson.loads(lines[1])
+    extra["eventMetadata"]["traceId"] = "t"
+    no_output = orjson.loads(lines[2])
+    del no_output["captureData"]["endpointOutput"]
     first.write_bytes(b"\n".join([lines[0], orjson.dumps(extra), orjson.dumps(no_output), *lines[3:]]) + b"\n")
 
     events = [capture.parse_line(line) for path in sorted(tmp_path.rglob("*.jsonl"))

@@ -12,8 +12,9 @@ from datetime import datetime, timedelta, timezone
 import boto3
 import pytest
 
-from diversity_monitor import cloudwatch, service_schema
-from diversity_monitor.cloudwatch import MetricsError
+from diversity_monitor.aws import service_schema
+from diversity_monitor.job import metrics_file as cloudwatch
+from diversity_monitor.job.metrics_file import MetricsError
 
 NOW = datetime(2027, 10, 31, 9, 5, tzinfo=timezone.utc)
 DIMENSIONS = [{"Name": "Endpoint", "Value": "recs-prod"}, {"Name": "MonitoringSchedule", "Value": "diversity-hourly"}]

@@ -11,9 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from diversity_monitor import cli, container_paths, contract
-from diversity_monitor.contract import ContractError, MonitoringContext, load_context
-from diversity_monitor.inputs import InputError, load_catalog, load_validation_set
+from diversity_monitor import cli
+from diversity_monitor.aws import container_paths
+from diversity_monitor.conventions import METRICS_NAMESPACE
+from diversity_monitor.job import contract
+from diversity_monitor.job.contract import ContractError, MonitoringContext, load_context
+from diversity_monitor.job.inputs import InputError, load_catalog, load_validation_set
 
 BASE = ["--validation-set", "s3://b/v.jsonl", "--catalog", "s3://b/c.csv"]
 ENV = {
@@ -73,7 +76,7 @@ def test_arguments_that_are_fine():
     assert (ctx.replay.concurrency, ctx.replay.processes) == (16, 1)  # one process unless asked
     assert context(["--replay-processes", "2"]).replay.processes == 2
     plain = context(["--put-metric-data"], publish_cloudwatch_metrics=None)
-    assert plain.metrics_namespace == contract.DEFAULT_NAMESPACE
+    assert plain.metrics_namespace == METRICS_NAMESPACE
     # Not publishing at all needs no schedule name: there is no metric to dimension.
     assert context([], publish_cloudwatch_metrics="Disabled", sagemaker_monitoring_schedule_name=None).schedule_name is None
 

@@ -19,10 +19,10 @@ import boto3
 import pytest
 from botocore.config import Config
 
-from diversity_monitor.demo import run_demo
+from diversity_monitor.demo.command import run_demo
+from diversity_monitor.demo.scenario import CAPTURE_BUCKET, ENDPOINT, VARIANT, ScenarioPlan
 from diversity_monitor.local.clock import SimulatedClock
-from diversity_monitor.local.platform import start_stack
-from diversity_monitor.scenario import CAPTURE_BUCKET, ENDPOINT, VARIANT, ScenarioPlan
+from diversity_monitor.local.stack import start_stack
 
 PLAN = ScenarioPlan(sessions=100, live_requests_per_hour=40)
 # A developer's shell may carry AWS settings that would divert boto3 from the demo's stack.
@@ -69,12 +69,12 @@ def test_metric_collapses_under_the_regression_and_recovers(demo):
 def test_alarm_fires_after_the_second_bad_hour_and_clears_after_recovery(demo):
     _, result, _ = demo
     assert list(result["timeline"]["alarm"]) == ["OK", "OK", "OK", "ALARM", "ALARM", "OK"]
-    diversity = [m for m in result["pager"] if "diversity-below-4" in m["AlarmName"]]
+    diversity = [m for m in result["pager"] if "diversity-below-floor" in m["AlarmName"]]
     assert [(m["OldStateValue"], m["NewStateValue"]) for m in diversity] == [
         ("INSUFFICIENT_DATA", "OK"), ("OK", "ALARM"), ("ALARM", "OK")]
     fired = diversity[1]
     assert fired["StateChangeTime"].startswith("2027-10-31T10:")
-    assert fired["Subject"].startswith('ALARM: "recommender-prod-diversity-below-4"')
+    assert fired["Subject"].startswith('ALARM: "recommender-prod-diversity-below-floor"')
     assert fired["Trigger"]["MetricName"] == "top10_category_diversity_mean"
     assert "runbooks/README.md" in fired["AlarmDescription"]
     # the monitor itself stayed healthy throughout: its alarm never fired

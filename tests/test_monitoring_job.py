@@ -1,6 +1,6 @@
 """The monitoring container end to end: the Dockerfile's ENTRYPOINT under the contract.
 
-A real HTTP endpoint (tests/runtime_server.py, speaking SageMaker Runtime's protocol), inputs in
+A real HTTP endpoint (tests/helpers/runtime_server.py, speaking SageMaker Runtime's protocol), inputs in
 an S3 served by moto, papermill executing the real report notebook, outputs read back the way
 the SageMaker SDK reads them. Every botocore call of every run is audited against the service
 model (tests/botocore_audit). The last part drives replay, serving and the exit contract
@@ -21,8 +21,17 @@ import boto3
 import psutil
 import pytest
 
-from conftest import free_port
-from container import (
+from diversity_monitor.aws import container_paths, service_schema
+from diversity_monitor.job import entrypoint, report
+from diversity_monitor.job.contract import PLATFORM_ENV, ReplaySettings
+from diversity_monitor.job.inputs import InputError, Session
+from diversity_monitor.job.measure import measure
+from diversity_monitor.job.model_monitor_files import statistics_document
+from diversity_monitor.job.replay import EndpointReplayer, inference_id, inference_ids
+from diversity_monitor.local import images
+from diversity_monitor.local.platform import free_port
+from diversity_monitor.measures.response_path import DEFAULT_RESPONSE_PATH
+from helpers.container import (
     MONITOR_IMAGE,
     audit_environment,
     model_monitor_env,
@@ -30,15 +39,7 @@ from container import (
     run_monitor_container,
     upload_outputs,
 )
-from diversity_monitor import container_paths, entrypoint, service_schema
-from diversity_monitor.contract import PLATFORM_ENV, ReplaySettings
-from diversity_monitor.inputs import InputError, Session
-from diversity_monitor.job import measure
-from diversity_monitor.local import images
-from diversity_monitor.model_monitor_files import statistics_document
-from diversity_monitor.replay import EndpointReplayer, inference_id, inference_ids
-from diversity_monitor.response_path import DEFAULT_RESPONSE_PATH
-from runtime_server import RuntimeServer, catalog_rows
+from helpers.runtime_server import RuntimeServer, catalog_rows
 
 SESSIONS = 40
 BUCKET = "recs-monitor"
@@ -658,6 +659,6 @@ def test_papermill_overrun_kills_its_kernel_too(tmp_path):
         "time.sleep(300)\n"
     )
     with pytest.raises(subprocess.TimeoutExpired):
-        entrypoint.run_in_own_session([sys.executable, "-c", parent], timeout=5)
+        report.run_in_own_session([sys.executable, "-c", parent], timeout=5)
     kernel = int(pid_file.read_text())
     assert not psutil.pid_exists(kernel) or psutil.Process(kernel).status() == psutil.STATUS_ZOMBIE

@@ -1,6 +1,6 @@
 """The data scientists' notebooks, executed end to end by papermill against the local stack.
 
-One stack for the module (tests/stack_fixtures.py: `recommender-prod` serving healthy v1 with
+One stack for the module (tests/helpers/stack.py: `recommender-prod` serving healthy v1 with
 capture, v2 registered). Each stage is a module fixture that runs a notebook with parameters
 injected, in its own folder; the tests check the effects on the stack and what a reader of the
 executed copy looks at. Every botocore call the papermill kernels make is audited against the
@@ -19,22 +19,20 @@ from datetime import timedelta
 from pathlib import Path
 
 import boto3
-import nbformat
 import pandas as pd
 import papermill
 import pytest
 
-from diversity_monitor import cli, deployment, storage
-from diversity_monitor.model_monitor_files import diversity_feature
-from diversity_monitor.scenario import CAPTURE_BUCKET, ENDPOINT, MONITOR_BUCKET, SCHEDULE, VARIANT
-from container import AUDIT_DIR
-from notebook_outputs import visible_text
-from stack_fixtures import deployed_stack
+from diversity_monitor import cli, storage
+from diversity_monitor.demo.scenario import CAPTURE_BUCKET, ENDPOINT, MONITOR_BUCKET, SCHEDULE, VARIANT
+from diversity_monitor.job.model_monitor_files import diversity_feature
+from diversity_monitor.setup import deployment
+from helpers.notebooks import Executed, execute_notebook
+from helpers.paths import AUDIT_DIR, NOTEBOOKS, ROOT
+from helpers.stack import deployed_stack
 
 pytestmark = pytest.mark.slow
 
-ROOT = Path(__file__).resolve().parents[1]
-NOTEBOOKS = ROOT / "notebooks"
 BASELINES = f"s3://{MONITOR_BUCKET}/baselines"
 NO_CAPTURE_ENDPOINT = "recommender-nocapture"
 STAGING_ENDPOINT = "recommender-staging"
@@ -53,22 +51,6 @@ class Stack:
         return self.stack.url
 
 
-@dataclass
-class Executed:
-    notebook: nbformat.NotebookNode
-    folder: Path
-    audit: list[dict]
-    error: Exception | None
-
-    @property
-    def text(self) -> str:
-        return visible_text(self.notebook)
-
-    @property
-    def images(self) -> int:
-        return sum("image/png" in output.get("data", {}) for cell in self.notebook.cells for output in cell.get("outputs", []))
-
-
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
     path = tmp_path_factory.mktemp("notebooks")
@@ -79,28 +61,14 @@ def stack(tmp_path_factory):
 
 
 def run_notebook(stack: Stack, name: str, run: str, **parameters) -> Executed:
-    """papermill in a fresh folder, parameters injected, the kernel's botocore calls audited."""
-    folder = stack.path / run
-    folder.mkdir()
-    audit_file = folder / "botocore-audit.jsonl"
-    output = folder / name
-    error = None
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("BOTOCORE_AUDIT_FILE", str(audit_file))  # read by the kernel's sitecustomize
-        try:
-            papermill.execute_notebook(str(NOTEBOOKS / name), str(output), parameters={"endpoint_url": stack.url, **parameters},
-                                       kernel_name="python3", cwd=str(folder), progress_bar=False)
-        except papermill.PapermillExecutionError as failure:
-            error = failure
-    audit = [json.loads(line) for line in audit_file.read_text().splitlines()] if audit_file.exists() else []
-    return Executed(nbformat.read(output, as_version=4), folder, audit, error)
+    """notebooks/`name` in a fresh folder `run`, pointed at the stack, the kernel's botocore calls audited."""
+    return execute_notebook(NOTEBOOKS / name, stack.path / run, {"endpoint_url": stack.url, **parameters})
 
 
 def assert_calls_valid(executed: Executed, operations: set[str]) -> None:
     assert executed.audit, "the kernel made no audited botocore calls"
-    invalid = [record for record in executed.audit if record["invalid"]]
-    assert not invalid, invalid
-    assert operations <= {record["operation"] for record in executed.audit}
+    assert not executed.invalid, executed.invalid
+    assert operations <= executed.operations
 
 
 @contextmanager
@@ -275,7 +243,7 @@ def test_schedule_notebook_creates_the_hourly_schedule_with_the_baseline(schedul
     assert config["ScheduleConfig"]["ScheduleExpression"] == "cron(0 * ? * * *)"
     job = config["MonitoringJobDefinition"]
     assert job["BaselineConfig"]["StatisticsResource"]["S3Uri"] == f"{BASELINES}/v1/statistics.json"
-    assert job["MonitoringAppSpecification"]["ContainerArguments"][-2:] == ["--min-diversity", "4"]
+    assert job["MonitoringAppSpecification"]["ContainerArguments"][-4:] == ["--min-diversity", "4", "--top-k", "10"]
     assert "cron(0 * ? * * *)" in first.text  # the schedule table the on-call sees
 
 
@@ -283,7 +251,7 @@ def test_schedule_notebook_creates_both_alarms_to_the_pager(schedule_runs):
     first, second = schedule_runs
     alarms = {a["AlarmName"]: a for a in boto3.client("cloudwatch").describe_alarms(
         AlarmNamePrefix=ENDPOINT)["MetricAlarms"]}
-    diversity = alarms[f"{ENDPOINT}-diversity-below-4"]
+    diversity = alarms[f"{ENDPOINT}-diversity-below-floor"]
     health = alarms[f"{ENDPOINT}-diversity-monitor-unhealthy"]
     assert len(alarms) == 2
     assert (diversity["MetricName"], diversity["Threshold"], diversity["DatapointsToAlarm"],
@@ -407,19 +375,3 @@ def test_schedule_notebook_rerun_after_the_first_runs_arms_the_health_alarm(stac
         AlarmNames=[f"{ENDPOINT}-diversity-monitor-unhealthy"])["MetricAlarms"][0]
     assert health["ActionsEnabled"] is True
     assert_calls_valid(third, {"ListMonitoringExecutions", "PutMetricAlarm"})
-
-
-# --- committed notebooks ------------------------------------------------------------------------
-
-def committed_notebooks() -> list[Path]:
-    return sorted([*NOTEBOOKS.glob("*.ipynb"), *(ROOT / "runbooks").glob("*.ipynb")])
-
-
-@pytest.mark.parametrize("path", committed_notebooks(), ids=lambda path: path.name)
-def test_committed_notebooks_have_no_outputs_and_one_parameters_cell(path):
-    notebook = nbformat.read(path, as_version=4)
-    nbformat.validate(notebook)
-    code = [cell for cell in notebook.cells if cell.cell_type == "code"]
-    assert all(not cell.outputs and cell.execution_count is None for cell in code), f"{path.name} has outputs"
-    tagged = [cell for cell in notebook.cells if "parameters" in cell.metadata.get("tags", [])]
-    assert len(tagged) == 1, f"{path.name}: {len(tagged)} parameters-tagged cells"

@@ -27,17 +27,13 @@ from urllib.parse import urlparse
 import numpy as np
 import pytest
 
-from diversity_monitor import inputs, metrics
+from diversity_monitor.job import inputs
 from diversity_monitor.local import images
+from diversity_monitor.local.platform import free_port
+from diversity_monitor.measures import metrics
 from diversity_monitor.recommender import artifacts, data, model, server
 
 VERSIONS = {None: "v1", "popularity-scaling": "v2-popularity-scaling", "frozen-slots": "v2-frozen-slots"}
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class Client:

@@ -1,6 +1,6 @@
 """The incident drill: the on-call runbooks executed by papermill against the local stack.
 
-One stack for the module (tests/stack_fixtures.py). The drill plays the incident with the
+One stack for the module (tests/helpers/stack.py). The drill plays the incident with the
 scenario's own steps: baseline, schedule, a healthy hour, the alarms, another healthy hour, the
 regressed v2 deployed at :30, two bad runs, the diversity alarm in ALARM. Then
 `runbooks/diversity_alarm.ipynb` runs twice: as-is (confirm_rollback=False: nothing may change)
@@ -23,31 +23,32 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from pathlib import Path
 
 import boto3
-import nbformat
-import papermill
 import pytest
 
-from diversity_monitor import deployment, incident, job_diagnosis, storage
+from diversity_monitor import storage
 from diversity_monitor.clock import NOW_ENV
-from diversity_monitor.deployment import Deployment
-from diversity_monitor.monitoring_setup import MonitorSpec, monitoring_job_definition
-from diversity_monitor.report_history import HourReport
-from diversity_monitor.scenario import (CATALOG_URI, ENDPOINT, MODEL_IMAGE, MODELS_BUCKET, MONITOR_BUCKET, MONITOR_IMAGE,
-                                        REPORTS_URI, ROLE_ARN, SCHEDULE, VALIDATION_URI, VARIANT)
-from container import AUDIT_DIR
-from notebook_outputs import visible_text
-from stack_fixtures import deployed_stack
+from diversity_monitor.demo.scenario import (
+    ENDPOINT,
+    MODEL_IMAGE,
+    MODELS_BUCKET,
+    MONITOR_BUCKET,
+    REPORTS_URI,
+    ROLE_ARN,
+    SCHEDULE,
+)
+from diversity_monitor.oncall import failed_run
+from diversity_monitor.setup import deployment
+from helpers.notebooks import Executed, execute_notebook
+from helpers.paths import AUDIT_DIR, RUNBOOKS
+from helpers.stack import deployed_stack
 
 pytestmark = pytest.mark.slow
 
-ROOT = Path(__file__).resolve().parents[1]
-RUNBOOKS = ROOT / "runbooks"
-DIVERSITY_ALARM = "recommender-prod-diversity-below-4"
+DIVERSITY_ALARM = "recommender-prod-diversity-below-floor"
 HEALTH_ALARM = "recommender-prod-diversity-monitor-unhealthy"
 INCIDENTS = f"{REPORTS_URI}/{ENDPOINT}/{SCHEDULE}/incidents/"
 BLUE_GREEN = {"BlueGreenUpdatePolicy": {
@@ -65,42 +66,10 @@ def at(text: str) -> datetime:
     return datetime.fromisoformat(text).replace(tzinfo=timezone.utc)
 
 
-@dataclass
-class Executed:
-    notebook: nbformat.NotebookNode
-    audit: list[dict]
-    error: Exception | None
-
-    @property
-    def text(self) -> str:
-        return visible_text(self.notebook)
-
-    @property
-    def operations(self) -> set[str]:
-        return {record["operation"] for record in self.audit}
-
-    @property
-    def invalid(self) -> list[dict]:
-        return [record for record in self.audit if record["invalid"]]
-
-
 def run_runbook(folder: Path, name: str, stack, **parameters) -> Executed:
-    """papermill in a fresh folder; the kernel's clock is the stack's, its botocore calls audited."""
-    folder.mkdir()
-    audit_file = folder / "botocore-audit.jsonl"
-    error = None
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("BOTOCORE_AUDIT_FILE", str(audit_file))
-        patch.setenv(NOW_ENV, stack.platform.clock.now().isoformat())
-        patch.setenv("TZ", KERNEL_TZ)
-        try:
-            papermill.execute_notebook(str(RUNBOOKS / name), str(folder / name),
-                                       parameters={"endpoint_url": stack.url, **parameters},
-                                       kernel_name="python3", cwd=str(folder), progress_bar=False)
-        except papermill.PapermillExecutionError as failure:
-            error = failure
-    audit = [json.loads(line) for line in audit_file.read_text().splitlines()] if audit_file.exists() else []
-    return Executed(nbformat.read(folder / name, as_version=4), audit, error)
+    """runbooks/`name` in a fresh folder; the kernel's clock is the stack's, its botocore calls audited."""
+    return execute_notebook(RUNBOOKS / name, folder, {"endpoint_url": stack.url, **parameters},
+                            env={NOW_ENV: stack.platform.clock.now().isoformat(), "TZ": KERNEL_TZ})
 
 
 def alarm_state(name: str) -> str:
@@ -161,7 +130,7 @@ def drill(tmp_path_factory):
             # The 06:00 hour (window 05:00-06:00) predates capture: the notebook's own re-run fails.
             result["rerun"] = run_runbook(path / "rerun", "monitor_job_failed.ipynb", stack, schedule_name=SCHEDULE,
                                           scheduled_time="2027-10-31T06:00:00Z", rerun=True)
-            rerun_schedule = job_diagnosis.rerun_name(SCHEDULE, at("2027-10-31T06:00:00"))
+            rerun_schedule = failed_run.rerun_name(SCHEDULE, at("2027-10-31T06:00:00"))
             scenario.advance(2 * 60)
             result["rerun_executions"] = executions(rerun_schedule)
             result["no_data"] = run_runbook(path / "no-data", "monitor_job_failed.ipynb", stack,
@@ -169,7 +138,7 @@ def drill(tmp_path_factory):
 
             # A one-off run of the last hour whose BaselineConfig names a baseline that was never built.
             sagemaker = boto3.client("sagemaker")
-            request = job_diagnosis.rerun_request(
+            request = failed_run.rerun_request(
                 sagemaker.describe_monitoring_schedule(MonitoringScheduleName=SCHEDULE),
                 scenario.now().replace(minute=0, second=0, microsecond=0), now=scenario.now())
             request["MonitoringScheduleName"] = NO_BASELINE_SCHEDULE
@@ -309,7 +278,7 @@ def test_failed_job_runbook_reruns_an_hour_with_a_one_off_schedule(drill):
     assert not rerun.invalid, rerun.invalid
     [execution] = drill["rerun_executions"].values()
     assert execution["MonitoringExecutionStatus"] == "Failed"
-    assert execution["FailureReason"] == job_diagnosis.NO_DATA
+    assert execution["FailureReason"] == failed_run.NO_DATA
 
 
 def test_failed_job_runbook_names_missing_capture(drill):
@@ -346,112 +315,3 @@ def test_failed_job_runbook_finds_an_endpoint_that_is_down(drill):
     assert "LIKELY CAUSE: Endpoint unreachable or failing" in stalled.text
     assert "InService, but a test invocation failed" in stalled.text
     assert not stalled.invalid, stalled.invalid
-
-
-# --- the request builders, offline ----------------------------------------------------------------
-
-def test_rerun_offsets_put_the_window_on_the_hour(monkeypatch):
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "eu-west-1")
-    schedule = {"MonitoringScheduleName": SCHEDULE, "CreationTime": at("2027-10-31T06:00:00"),
-                "MonitoringScheduleConfig": {"ScheduleConfig": {"ScheduleExpression": "cron(0 * ? * * *)"},
-                                             "MonitoringJobDefinition": monitoring_job_definition(MonitorSpec(
-                    ENDPOINT, SCHEDULE, MONITOR_IMAGE, ROLE_ARN, VALIDATION_URI, CATALOG_URI, REPORTS_URI))}}
-    request = job_diagnosis.rerun_request(schedule, at("2027-10-31T09:00:00"), now=at("2027-10-31T12:14:30"))
-    config = request["MonitoringScheduleConfig"]["ScheduleConfig"]
-    # NOW fires at the next whole minute, 12:15: the window is 08:00-09:00, the run at 09:00's
-    assert config == {"ScheduleExpression": "NOW", "DataAnalysisStartTime": "-PT4H15M", "DataAnalysisEndTime": "-PT3H15M"}
-    assert request["MonitoringScheduleName"] == "recommender-diversity-hourly-rerun-2027103109"
-    assert job_diagnosis.rerun_name(request["MonitoringScheduleName"], at("2027-10-31T09:00:00")) == request["MonitoringScheduleName"]
-    runs = job_diagnosis.expected_runs(schedule, at("2027-10-31T05:00:00"), at("2027-10-31T09:30:00"))
-    assert [run.hour for run in runs] == [7, 8, 9]
-    # the same instants given in a laptop's zone (as botocore returns them) change nothing
-    local = {**schedule, "CreationTime": at("2027-10-31T06:00:00").astimezone(timezone(timedelta(hours=5, minutes=30)))}
-    assert job_diagnosis.expected_runs(local, at("2027-10-31T05:00:00"), at("2027-10-31T09:30:00")) == runs
-    with pytest.raises(job_diagnosis.DiagnosisError, match="after now"):
-        job_diagnosis.rerun_request(schedule, at("2027-10-31T13:00:00"), now=at("2027-10-31T12:14:30"))
-
-
-def test_a_malformed_deployment_config_is_refused_before_anything_is_sent(monkeypatch):
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "eu-west-1")
-    bad = {"BlueGreenUpdatePolicy": {"TrafficRoutingConfiguration": {"Type": "ALL_AT_ONCE", "WaitIntervalSeconds": 0}}}
-    with pytest.raises(incident.IncidentError, match="WaitIntervalSeconds"):
-        incident.validate_update_request({"EndpointName": ENDPOINT, "EndpointConfigName": f"{ENDPOINT}-v1",
-                                          "DeploymentConfig": bad})
-
-
-# --- the incident logic on hand-made reports --------------------------------------------------------
-
-def report(hour: int, status: str, config: str | None = "c-v1", mean: float = 6.5) -> HourReport:
-    """A report as load_reports reads it: `ok`, `bad` (a violation) or `failed` (no statistics)."""
-    if status == "failed":
-        return HourReport(at(f"2027-10-31T{hour:02d}:00:00"), f"s3://r/{hour}", None, [], (f"s3://r/{hour}/report.ipynb",))
-    serving = {"endpoint_config": config, "models": {VARIANT: f"model-of-{config}"}, "changed_during_replay": False,
-               "observed_at": f"2027-10-31T{hour:02d}:00:05Z", "error": None} if config else None
-    statistics = {"diversity_monitor": {"mean": mean, "p5": 5, "measured_at": f"2027-10-31T{hour:02d}:00:30Z",
-                                        "serving": serving}}
-    violations = [{"feature_name": "f", "constraint_check_type": "baseline_drift_check", "description": "below"}] \
-        if status == "bad" else []
-    return HourReport(at(f"2027-10-31T{hour:02d}:00:00"), f"s3://r/{hour}", statistics, violations, ())
-
-
-LIVE_V2 = Deployment("c-v2", at("2027-10-31T08:30:00"), ("model-of-c-v2",), True, True)
-ENDPOINT_ON_V2 = {"EndpointConfigName": "c-v2", "LastModifiedTime": at("2027-10-31T08:31:00")}
-
-
-def test_a_failed_run_is_neither_good_nor_bad():
-    reports = [report(7, "ok"), report(8, "failed"), report(9, "bad", "c-v2"), report(10, "failed"), report(11, "bad", "c-v2")]
-    streak = incident.bad_streak(reports)
-    assert [r.hour.hour for r in streak.bad_hours] == [9, 11]
-    assert [r.hour.hour for r in streak.failed_hours] == [10]
-    assert streak.last_good.hour.hour == 7  # not the failed 08:00 run
-
-
-def test_the_suspect_is_the_config_that_served_the_first_bad_run():
-    from diversity_monitor.report_history import config_changes
-
-    reports = [report(7, "ok"), report(8, "ok"), report(9, "bad", "c-v2"), report(10, "bad", "c-v2")]
-    streak = incident.bad_streak(reports)
-    suspect, text = incident.find_suspect(streak, config_changes(reports, ENDPOINT_ON_V2), ENDPOINT_ON_V2, LIVE_V2)
-    assert suspect.config == "c-v2" and suspect.went_live == at("2027-10-31T08:31:00")  # exact: LastModifiedTime
-    assert "SUSPECT: `c-v2`" in text and "after the last good run at 2027-10-31T08:00:00Z" in text
-
-
-def test_no_suspect_when_the_same_config_served_good_and_bad_runs_or_no_good_run_is_seen():
-    same = [report(8, "ok", "c-v2"), report(9, "bad", "c-v2")]
-    suspect, text = incident.find_suspect(incident.bad_streak(same), [], ENDPOINT_ON_V2, LIVE_V2)
-    assert suspect is None and "No deployment lines up" in text
-    only_bad = [report(9, "bad", "c-v2"), report(10, "bad", "c-v2")]
-    suspect, text = incident.find_suspect(incident.bad_streak(only_bad), [], ENDPOINT_ON_V2, LIVE_V2)
-    assert suspect is None and "raise `lookback_hours`" in text
-
-
-def test_without_serving_records_only_the_last_update_can_be_named_and_it_says_so():
-    reports = [report(8, "ok", None), report(9, "bad", None)]
-    suspect, text = incident.find_suspect(incident.bad_streak(reports), [], ENDPOINT_ON_V2, LIVE_V2)
-    assert suspect.config == "c-v2" and "ESTIMATED" in suspect.evidence
-    late = {**ENDPOINT_ON_V2, "LastModifiedTime": at("2027-10-31T09:40:00")}  # after the first bad run
-    suspect, text = incident.find_suspect(incident.bad_streak(reports), [], late, LIVE_V2)
-    assert suspect is None and "Cannot tell which deploy" in text
-
-
-def test_no_rollback_target_when_the_live_config_had_a_clean_run_or_no_clean_run_is_seen(monkeypatch):
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "eu-west-1")
-    target = incident.Target(None, None, ENDPOINT, SCHEDULE, {}, "s3://r")
-    view = incident.DeploymentView(ENDPOINT_ON_V2, LIVE_V2, [], [], None, "")
-    clean_on_live = incident.bad_streak([report(8, "ok", "c-v2"), report(9, "bad", "c-v2")])
-    plan = incident.plan_rollback(target, view, clean_on_live)
-    assert plan.to_deployment is None and "not from a deploy" in plan.reason
-    outcome = incident.roll_back(plan, confirm=True, collapse_live=True)
-    assert not outcome.performed and outcome.message.startswith("NO ROLLBACK")
-    no_clean = incident.bad_streak([report(9, "bad", "c-v2")])
-    assert incident.plan_rollback(target, view, no_clean).to_deployment is None
-
-
-def test_an_incident_record_is_never_overwritten(tmp_path):
-    target = incident.Target(None, None, ENDPOINT, SCHEDULE, {}, str(tmp_path))
-    summary = incident.IncidentSummary(ENDPOINT, SCHEDULE, None, None, None, None, None, [], [], None, "", {
-        "performed": False, "message": "NO ROLLBACK", "from": None, "to": None}, None, None, [], "2027-10-31T10:05:00Z")
-    first = incident.write_summary(summary, target)
-    second = incident.write_summary(summary, target)
-    assert first != second and second[0].endswith("-2.json")
-    assert all(Path(uri).exists() for uri in (*first, *second))

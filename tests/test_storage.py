@@ -8,7 +8,7 @@ import boto3
 import pytest
 
 from diversity_monitor import storage
-from diversity_monitor.local.platform import MotoProcess
+from diversity_monitor.local.stack import MotoProcess
 
 
 def test_s3_client_follows_a_changed_endpoint_url(aws_env, monkeypatch, tmp_path):

@@ -13,12 +13,12 @@ import sys
 
 # name -> "module:register_function". One line per command; the module owns its arguments.
 COMMANDS: dict[str, tuple[str, str]] = {
-    "run": ("diversity_monitor.entrypoint:register_run", "run the monitoring job (container entrypoint)"),
-    "baseline": ("diversity_monitor.entrypoint:register_baseline", "replay against an endpoint and write a baseline"),
-    "replay": ("diversity_monitor.entrypoint:register_replay", "one-off replay; prints the diversity table"),
-    "baseline-gate": ("diversity_monitor.baseline_gate:register", "judge a candidate's baseline against the floor and the previous version (exit 1: do not deploy)"),
-    "demo": ("diversity_monitor.demo:register", "replay the incident end to end on the embedded local stack"),
-    "capture-stats": ("diversity_monitor.capture_reader:register", "live-traffic diversity and malformed lines from data capture (S3 or folder)"),
+    "run": ("diversity_monitor.job.entrypoint:register_run", "run the monitoring job (container entrypoint)"),
+    "baseline": ("diversity_monitor.job.commands:register_baseline", "replay against an endpoint and write a baseline"),
+    "replay": ("diversity_monitor.job.commands:register_replay", "one-off replay; prints the diversity table"),
+    "baseline-gate": ("diversity_monitor.setup.baseline_gate:register", "judge a candidate's baseline against the floor and the previous version (exit 1: do not deploy)"),
+    "demo": ("diversity_monitor.demo.command:register", "replay the incident end to end on the embedded local stack"),
+    "capture-stats": ("diversity_monitor.oncall.capture_stats:register", "live-traffic diversity and malformed lines from data capture (S3 or folder)"),
     "recommender": ("diversity_monitor.recommender.cli:register", "reference news recommender: generate data, train, serve"),
     "local": ("diversity_monitor.local.cli:register", "the embedded local stack: up, down, status, advance"),
 }

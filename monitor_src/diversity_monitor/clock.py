@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import os
 import time
-from datetime import datetime, timezone
+from collections.abc import Iterator
+from datetime import datetime, timedelta, timezone
 
 NOW_ENV = "DIVERSITY_MONITOR_NOW"
 
@@ -43,3 +44,29 @@ def as_utc(moment: datetime) -> datetime:
     or a cron time taken from one on a laptop outside UTC is off by its offset: convert first.
     """
     return moment.astimezone(timezone.utc) if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+
+
+def hour_of(moment: datetime) -> datetime:
+    """The start of the UTC hour holding `moment`."""
+    return as_utc(moment).replace(minute=0, second=0, microsecond=0)
+
+
+def hours_overlapping(start: datetime, end: datetime) -> Iterator[datetime]:
+    """Every hour that intersects the half-open range [start, end): the capture folders a window reads."""
+    hour, end = hour_of(start), as_utc(end)
+    while hour < end:
+        yield hour
+        hour += timedelta(hours=1)
+
+
+def hour_marks(start: datetime, end: datetime) -> list[datetime]:
+    """Hour marks from the hour of `start` up to and including `end`: the scheduled runs in a range.
+
+    Inclusive, unlike `hours_overlapping`: a run scheduled exactly at `end` belongs to the range.
+    """
+    hour, end = hour_of(start), as_utc(end)
+    marks = []
+    while hour <= end:
+        marks.append(hour)
+        hour += timedelta(hours=1)
+    return marks

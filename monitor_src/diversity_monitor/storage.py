@@ -10,9 +10,9 @@ from __future__ import annotations
 import functools
 import os
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 from urllib.parse import urlparse
 
 import boto3
@@ -31,7 +31,7 @@ class S3Location:
     key: str
 
     @classmethod
-    def parse(cls, uri: str) -> "S3Location":
+    def parse(cls, uri: str) -> S3Location:
         parsed = urlparse(uri)
         if parsed.scheme != "s3" or not parsed.netloc:
             raise StorageError(f"{uri!r} is not an s3://bucket/key URI")
@@ -54,7 +54,7 @@ def s3_client():
     """One S3 client per thread (sessions are not thread-safe) and per boto3 setting.
 
     Reused because capture reads make thousands of calls; rebuilt when the AWS_* settings change
-    (a notebook's `aws_session.use_endpoint`, a second local stack), so a client never keeps
+    (a notebook's `aws.session.use_endpoint`, a second local stack), so a client never keeps
     talking to an endpoint the process has moved away from.
     """
     settings = _boto3_settings()

@@ -1,7 +1,7 @@
 """Audit every botocore API call of a process (and its children) against the service model.
 
 Put this folder first on PYTHONPATH and set BOTOCORE_AUDIT_FILE: each call made through any
-boto3/botocore client is checked with `diversity_monitor.service_schema.request_problem` (the
+boto3/botocore client is checked with `diversity_monitor.aws.service_schema.request_problem` (the
 service model's shape, plus the maximums, enums and patterns boto3 leaves to the service),
 recorded as one JSON line with its scalar parameters (bucket, prefix, names: what a test asserts
 on; bodies are left out), then sent on unchanged. It observes; it never answers for the service.
@@ -17,7 +17,7 @@ _MAX_SHOWN = 500
 if _AUDIT_FILE:
     from botocore.client import BaseClient
 
-    from diversity_monitor.service_schema import request_problem
+    from diversity_monitor.aws.service_schema import request_problem
 
     _send = BaseClient._make_api_call
 

@@ -38,7 +38,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from diversity_monitor.local import alarm_evaluation as ev
+from diversity_monitor.aws import alarm_evaluation as ev
 from diversity_monitor.local.errors import ServiceError, refused_by_moto
 from diversity_monitor.local.metric_data import canonical_dimensions
 from diversity_monitor.local.protocols import botocore_data, service_model, validation_error_for
@@ -96,7 +96,7 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def region_display_name(region: str) -> str:
     """"EU (Ireland)" for eu-west-1: botocore's region description in CloudWatch's wording
     (alarm notifications from eu-west-1 say "EU (Ireland)", botocore says "Europe (Ireland)")."""
@@ -612,7 +612,7 @@ def _camel(record: Mapping) -> dict:
     return {_CAMEL_SPECIAL.get(k, k[:1].lower() + k[1:]): v for k, v in record.items()}
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _input_members(operation: str) -> tuple[str, ...]:
     model = service_model("cloudwatch")
     return tuple(model.operation_model(operation).input_shape.members)

@@ -1,4 +1,4 @@
-"""Data capture for a live endpoint: `capture.CaptureWriter`s whose files are delivered to S3.
+"""Data capture for a live endpoint: `CaptureWriter`s whose files are delivered to S3.
 
 Each deployment of an endpoint config with `DataCaptureConfig` gets one writer per variant. The
 writers write into a spool folder under the state dir (the writer's own key layout:
@@ -20,7 +20,7 @@ import uuid
 from pathlib import Path
 
 from diversity_monitor import storage
-from diversity_monitor.capture import CaptureWriter
+from diversity_monitor.local.capture_writer import CaptureWriter
 
 log = logging.getLogger(__name__)
 

@@ -153,7 +153,7 @@ def _up(args: argparse.Namespace) -> int:
 
 
 def _up_foreground(args: argparse.Namespace, state_dir: Path) -> int:
-    from diversity_monitor.local.platform import parse_clock, start_stack
+    from diversity_monitor.local.stack import parse_clock, start_stack
 
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(asctime)s %(name)s %(message)s")
     try:

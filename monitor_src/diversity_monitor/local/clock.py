@@ -9,8 +9,8 @@ evaluations, in order, deterministically.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
-from typing import Callable
 
 Tick = Callable[[datetime], None]
 TICK = timedelta(minutes=1)  # CloudWatch evaluates alarms every minute; schedules fire on minutes

@@ -305,7 +305,8 @@ class Hosting:
         try:
             deployment = self.deploy(endpoint_name, config)
         except DeploymentFailed as error:
-            self._apply(endpoint_name, lambda record: record.update(EndpointStatus="Failed", FailureReason=str(error)))
+            reason = str(error)
+            self._apply(endpoint_name, lambda record: record.update(EndpointStatus="Failed", FailureReason=reason))
             return
         self._live[endpoint_name] = deployment
 
@@ -322,8 +323,10 @@ class Hosting:
         try:
             deployment = self.deploy(endpoint_name, config)
         except DeploymentFailed as error:
+            reason = f"update to {config['EndpointConfigName']} failed: {error}"
+
             def rolled_back(record: dict) -> None:  # the old deployment never stopped serving
-                record.update(EndpointStatus="InService", FailureReason=f"update to {config['EndpointConfigName']} failed: {error}")
+                record.update(EndpointStatus="InService", FailureReason=reason)
                 record.pop("PendingDeploymentSummary", None)
 
             self._apply(endpoint_name, rolled_back)
@@ -362,7 +365,7 @@ class Hosting:
                 config = self.platform.store.get("EndpointConfig", record["EndpointConfigName"])
                 if config is None:
                     reason = f"endpoint config {record['EndpointConfigName']} no longer exists; it cannot be redeployed"
-                    self._apply(name, lambda r: r.update(EndpointStatus="Failed", FailureReason=reason))
+                    self._apply(name, lambda r, reason=reason: r.update(EndpointStatus="Failed", FailureReason=reason))
                     continue
                 self._apply(name, _forget_pending_update)
                 pending[name] = self._executor.submit(self.run_create, name, config)

@@ -22,7 +22,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
-from diversity_monitor import container_paths
+from diversity_monitor.aws import container_paths
 
 PROJECT_ROOT = Path(__file__).resolve().parents[3]
 

@@ -1,9 +1,9 @@
-"""Model Monitor, locally: monitoring schedules, their executions, and the scheduler that fires them.
+"""Model Monitor, locally: the monitoring-schedule API (moto lacks it).
 
-The SageMaker operations (`OPERATIONS`, plugged into the gateway by `install`) keep schedules in
-the store in the shape DescribeMonitoringSchedule answers with. On each clock minute the
-`Scheduler` fires every `Scheduled` schedule whose cron expression matches, the way the
-platform does [BYOC][EX]:
+The SageMaker operations (`OPERATIONS`, plugged into the gateway by `install`) keep schedules and
+executions in the store in the shape the Describe*/List* calls answer with. Running them is
+monitoring_scheduler.py's: on each clock minute its `Scheduler` fires every `Scheduled` schedule
+whose cron expression matches, the way the platform does [BYOC][EX]:
 
 1. an execution is recorded (`Pending`) for the scheduled time;
 2. the window's capture is looked up: one S3 prefix per variant and hour,
@@ -26,24 +26,21 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
 import json
 import logging
-from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime, timedelta, timezone
-from pathlib import Path, PurePosixPath
-from typing import Callable
+from collections.abc import Callable
+from datetime import datetime, timezone
 
-from botocore.exceptions import BotoCoreError, ClientError
-
-from diversity_monitor import container_paths
+from diversity_monitor.aws import container_paths
+from diversity_monitor.aws.schedule_expression import (
+    Cadence,
+    ScheduleExpressionError,
+    check_schedule_config,
+)
 from diversity_monitor.clock import iso_z, parse_instant
 from diversity_monitor.local import hosting, images, processing
 from diversity_monitor.local.errors import ResourceInUse, ResourceNotFound, ValidationError
 from diversity_monitor.local.protocols import service_model
-from diversity_monitor.schedule_expression import (Cadence, ScheduleExpressionError, Window, analysis_window,
-                                                   check_schedule_config, parse_schedule_expression)
-from diversity_monitor.storage import S3Location
 
 log = logging.getLogger(__name__)
 
@@ -54,14 +51,8 @@ log = logging.getLogger(__name__)
 SCHEDULE = "MonitoringSchedule"
 EXECUTION = "MonitoringExecution"
 
-NO_DATA = "Job inputs had no data"  # the platform's own failure, before any container starts
 DEFAULT_MAX_RUNTIME = 3600  # seconds; the API's limit for an hourly schedule's data-quality job
 DEFAULT_MONITORING_TYPE = "DataQuality"  # what AWS reports for inline custom definitions [facts]
-ENDPOINT_DATASET_FORMAT = {"sagemakerCaptureJson": {"captureIndexNames": ["endpointInput", "endpointOutput"]}}
-BASELINE_STATISTICS_DIR = container_paths.PROCESSING_INPUT_BASELINE / "stats"
-BASELINE_CONSTRAINTS_DIR = container_paths.PROCESSING_INPUT_BASELINE / "constraints"
-VIOLATIONS_PREFIX = "CompletedWithViolations"  # how a container's message says "violations found"
-MAX_CATCH_UP = timedelta(hours=1)  # a real clock's late tick still fires the minutes it skipped
 DEFAULT_PAGE_SIZE = 10  # List* default MaxResults [API]
 
 
@@ -201,7 +192,7 @@ def update_monitoring_schedule(platform, params: dict) -> dict:
 
 def describe_monitoring_schedule(platform, params: dict) -> dict:
     record = _schedule(platform, params["MonitoringScheduleName"])
-    executions = _executions_of(platform, record["MonitoringScheduleName"])
+    executions = executions_of(platform, record["MonitoringScheduleName"])
     if executions:
         record["LastMonitoringExecutionSummary"] = max(executions, key=lambda item: item["ScheduledTime"])
     return _answer("DescribeMonitoringSchedule", record)
@@ -269,22 +260,22 @@ def _set_status(platform, name: str, status: str) -> dict:
     return {}
 
 
-def _executions_of(platform, schedule_name: str) -> list[dict]:
+def executions_of(platform, schedule_name: str) -> list[dict]:
     return [item for item in platform.store.list(EXECUTION) if item["MonitoringScheduleName"] == schedule_name]
 
 
 # --- listing: filters, sorting and pages, as registries -----------------------------------------
 
 
-def _moment(value) -> datetime:
+def moment_of(value) -> datetime:
     moment = value if isinstance(value, datetime) else parse_instant(str(value))
     return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
 
 
 def _time_filters(field: str) -> dict[str, Callable[[dict, object], bool]]:
     return {
-        f"{field}Before": lambda record, value: _moment(record[field]) < _moment(value),
-        f"{field}After": lambda record, value: _moment(record[field]) > _moment(value),
+        f"{field}Before": lambda record, value: moment_of(record[field]) < moment_of(value),
+        f"{field}After": lambda record, value: moment_of(record[field]) > moment_of(value),
     }
 
 
@@ -331,7 +322,7 @@ def _listing(records: list[dict], params: dict, filters: dict, sort_keys: dict) 
     # Ties (same second) are broken by name and time so pages are stable.
     records.sort(
         key=lambda record: (
-            _moment(record[field]) if field in _TIME_FIELDS else record.get(field, ""),
+            moment_of(record[field]) if field in _TIME_FIELDS else record.get(field, ""),
             record.get("MonitoringScheduleName", ""),
             record.get("ScheduledTime", ""),
         ),
@@ -385,7 +376,7 @@ def _conform(value, shape):
     if kind == "map":
         return {key: _conform(item, shape.value) for key, item in value.items()}
     if kind == "timestamp":
-        return _moment(value)
+        return moment_of(value)
     return value
 
 
@@ -393,288 +384,6 @@ def _conform(value, shape):
 # Firing a schedule: one execution
 
 
-def execution_key(schedule_name: str, scheduled_time: datetime) -> str:
-    return f"{schedule_name}/{iso_z(scheduled_time)}"
-
-
-def processing_job_name(schedule_name: str, scheduled_time: datetime) -> str:
-    """`model-monitoring-<yyyymmddHHMM>-<hex>`: AWS's pattern, deterministic per run."""
-    digest = hashlib.sha256(execution_key(schedule_name, scheduled_time).encode()).hexdigest()[:24]
-    return f"model-monitoring-{scheduled_time:%Y%m%d%H%M}-{digest}"
-
-
-def execution_log_path(platform, execution: dict) -> Path | None:
-    """Where an execution's container log is (None when no container ran)."""
-    arn = execution.get("ProcessingJobArn")
-    return processing.container_log_path(platform, arn.rsplit("/", 1)[-1]) if arn else None
-
-
-def begin_execution(platform, schedule: dict, scheduled_time: datetime) -> dict | None:
-    """Record a Pending execution for this run; None if this run was already recorded."""
-    name = schedule["MonitoringScheduleName"]
-    key = execution_key(name, scheduled_time)
-    if platform.store.get(EXECUTION, key) is not None:
-        return None
-    now = iso_z(platform.clock.now())
-    execution = {
-        "MonitoringScheduleName": name,
-        "ScheduledTime": iso_z(scheduled_time),
-        "CreationTime": now,
-        "LastModifiedTime": now,
-        "MonitoringExecutionStatus": "Pending",
-        "EndpointName": schedule["EndpointName"],
-        "MonitoringType": schedule["MonitoringType"],
-    }
-    platform.store.put(EXECUTION, key, execution)
-    return execution
-
-
-def run_execution(platform, schedule: dict, execution: dict) -> dict:
-    """Carry a Pending execution to its end; every failure is recorded on it, never raised."""
-    scheduled_time = _moment(execution["ScheduledTime"])
-    try:
-        outcome = _execute(platform, schedule, execution, scheduled_time)
-    except Exception as error:  # a bug or an outage must end the execution visibly, not hang it
-        log.exception("monitoring execution %s failed unexpectedly", execution_key(schedule["MonitoringScheduleName"], scheduled_time))
-        outcome = {"MonitoringExecutionStatus": "Failed", "FailureReason": f"InternalServerError: {error}"[:1024]}
-    return _update_execution(platform, execution, **outcome)
-
-
-def _execute(platform, schedule: dict, execution: dict, scheduled_time: datetime) -> dict:
-    config = schedule["MonitoringScheduleConfig"]
-    definition = config["MonitoringJobDefinition"]
-    endpoint_input = definition["MonitoringInputs"][0]["EndpointInput"]
-    try:
-        capture = capture_config(platform, endpoint_input["EndpointName"])
-    except ValidationError as error:
-        return {"MonitoringExecutionStatus": "Failed", "FailureReason": error.message}
-    window = analysis_window(config["ScheduleConfig"], scheduled_time)
-    try:
-        capture_inputs = _capture_inputs(platform, capture["DestinationS3Uri"], endpoint_input, window)
-    except (ClientError, BotoCoreError) as error:
-        return {"MonitoringExecutionStatus": "Failed",
-                "FailureReason": f"ClientError: cannot list the captured data under {capture['DestinationS3Uri']}: {error}"[:1024]}
-    if not capture_inputs:
-        return {"MonitoringExecutionStatus": "Failed", "FailureReason": NO_DATA}
-
-    job = _processing_job(platform, schedule, capture_inputs, window, scheduled_time)
-    _update_execution(platform, execution, MonitoringExecutionStatus="InProgress", ProcessingJobArn=job["ProcessingJobArn"])
-    record = processing.run_processing_job(platform, job)
-    if record["ProcessingJobStatus"] != "Completed":
-        status = "Stopped" if record["ProcessingJobStatus"] == "Stopped" else "Failed"
-        return {"MonitoringExecutionStatus": status, "FailureReason": record.get("FailureReason", "Processing job failed")}
-    if job["Environment"].get("publish_cloudwatch_metrics") == "Enabled":
-        try:
-            processing.publish_container_metrics(platform, job["ProcessingJobName"])
-        except processing.MetricsFileError as error:
-            return {"MonitoringExecutionStatus": "Failed", "FailureReason": f"CloudWatch metrics file rejected: {error}"[:1024]}
-    violations = record.get("ExitMessage", "").startswith(VIOLATIONS_PREFIX)
-    return {"MonitoringExecutionStatus": "CompletedWithViolations" if violations else "Completed"}
-
-
-def _update_execution(platform, execution: dict, **changes) -> dict:
-    execution.update(changes, LastModifiedTime=iso_z(platform.clock.now()))
-    key = execution_key(execution["MonitoringScheduleName"], _moment(execution["ScheduledTime"]))
-    platform.store.put(EXECUTION, key, execution)
-    return execution
-
-
-def _capture_inputs(platform, destination: str, endpoint_input: dict, window: Window) -> list[dict]:
-    """One S3Prefix input per variant and hour of the window that holds captured data."""
-    s3 = platform.aws_client("s3")
-    endpoint = endpoint_input["EndpointName"]
-    root = S3Location.parse(f"{destination.rstrip('/')}/{endpoint}/")
-    inputs = []
-    for variant in _child_folders(s3, root):
-        for hour in window.hours():
-            folder = f"{hour:%Y/%m/%d/%H}"
-            prefix = f"{root.key}{variant}/{folder}/"
-            if not _has_objects(s3, root.bucket, prefix):
-                continue
-            local = PurePosixPath(endpoint_input["LocalPath"]) / endpoint / variant / folder
-            inputs.append({
-                "InputName": f"endpoint-input-{len(inputs) + 1}",
-                "AppManaged": False,
-                "S3Input": {
-                    "S3Uri": f"s3://{root.bucket}/{prefix}",
-                    "LocalPath": str(local),
-                    "S3DataType": "S3Prefix",
-                    "S3InputMode": endpoint_input.get("S3InputMode", "File"),
-                    "S3DataDistributionType": endpoint_input.get("S3DataDistributionType", "FullyReplicated"),
-                },
-            })
-    return inputs
-
-
-def _child_folders(s3, location: S3Location) -> list[str]:
-    names = []
-    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=location.bucket, Prefix=location.key, Delimiter="/"):
-        names += [item["Prefix"][len(location.key):].rstrip("/") for item in page.get("CommonPrefixes", [])]
-    return names
-
-
-def _has_objects(s3, bucket: str, prefix: str) -> bool:
-    return s3.list_objects_v2(Bucket=bucket, Prefix=prefix, MaxKeys=1).get("KeyCount", 0) > 0
-
-
-def _baseline_inputs(baseline: dict) -> tuple[list[dict], dict[str, str]]:
-    """Staged baseline files and the environment naming them (only what BaselineConfig sets)."""
-    resources = (
-        ("StatisticsResource", "baseline_statistics", "baseline-statistics", BASELINE_STATISTICS_DIR),
-        ("ConstraintsResource", "baseline_constraints", "baseline-constraints", BASELINE_CONSTRAINTS_DIR),
-    )
-    inputs, environment = [], {}
-    for member, variable, input_name, local_dir in resources:
-        uri = (baseline.get(member) or {}).get("S3Uri")
-        if not uri:
-            continue
-        inputs.append({
-            "InputName": input_name,
-            "AppManaged": False,
-            "S3Input": {"S3Uri": uri, "LocalPath": str(local_dir), "S3DataType": "S3Prefix",
-                        "S3InputMode": "File", "S3DataDistributionType": "FullyReplicated"},
-        })
-        environment[variable] = str(local_dir / uri.rstrip("/").rsplit("/", 1)[-1])
-    return inputs, environment
-
-
-def _processing_job(platform, schedule: dict, capture_inputs: list[dict], window: Window, scheduled_time: datetime) -> dict:
-    """The Processing job a run submits, as DescribeProcessingJob would show it."""
-    name = schedule["MonitoringScheduleName"]
-    endpoint = schedule["EndpointName"]
-    definition = schedule["MonitoringScheduleConfig"]["MonitoringJobDefinition"]
-    endpoint_input = definition["MonitoringInputs"][0]["EndpointInput"]
-    output_config = definition["MonitoringOutputConfig"]
-    hour_folder = f"{scheduled_time:%Y/%m/%d/%H}"
-    outputs = [
-        {
-            "OutputName": f"monitoring-output-{n}",
-            "AppManaged": False,
-            "S3Output": {
-                "S3Uri": f"{output['S3Output']['S3Uri'].rstrip('/')}/{endpoint}/{name}/{hour_folder}",
-                "LocalPath": output["S3Output"]["LocalPath"],
-                "S3UploadMode": output["S3Output"].get("S3UploadMode", "EndOfJob"),
-            },
-        }
-        for n, output in enumerate(output_config["MonitoringOutputs"], start=1)
-    ]
-    baseline_inputs, baseline_environment = _baseline_inputs(definition.get("BaselineConfig") or {})
-    environment = {
-        "dataset_format": json.dumps(ENDPOINT_DATASET_FORMAT, separators=(",", ":")),
-        "dataset_source": endpoint_input["LocalPath"],
-        "output_path": output_config["MonitoringOutputs"][0]["S3Output"]["LocalPath"],
-        "publish_cloudwatch_metrics": "Enabled",
-        "sagemaker_endpoint_name": endpoint,
-        "sagemaker_monitoring_schedule_name": name,
-        "start_time": iso_z(window.start),
-        "end_time": iso_z(window.end),
-        "metric_time": iso_z(window.end),
-        **baseline_environment,
-        # The user's entries come last: the SageMaker SDK turns publishing off this way
-        # (`publish_cloudwatch_metrics: Disabled` in Environment).
-        **definition.get("Environment", {}),
-    }
-    app = definition["MonitoringAppSpecification"]
-    job_name = processing_job_name(name, scheduled_time)
-    job = {
-        "ProcessingJobName": job_name,
-        "ProcessingJobArn": platform.arn("processing-job", job_name),
-        "ProcessingInputs": capture_inputs + baseline_inputs,
-        "ProcessingOutputConfig": {"Outputs": outputs, **({"KmsKeyId": output_config["KmsKeyId"]} if output_config.get("KmsKeyId") else {})},
-        "ProcessingResources": definition["MonitoringResources"],
-        "StoppingCondition": {"MaxRuntimeInSeconds": definition.get("StoppingCondition", {}).get("MaxRuntimeInSeconds", DEFAULT_MAX_RUNTIME)},
-        "AppSpecification": {key: app[key] for key in ("ImageUri", "ContainerEntrypoint", "ContainerArguments") if app.get(key)},
-        "Environment": environment,
-        "RoleArn": definition["RoleArn"],
-        "MonitoringScheduleArn": schedule["MonitoringScheduleArn"],
-        "CreationTime": iso_z(platform.clock.now()),
-    }
-    if definition.get("NetworkConfig"):
-        job["NetworkConfig"] = definition["NetworkConfig"]
-    return job
-
-
-# ---------------------------------------------------------------------------------------------
-# The scheduler
-
-
-def _minute(moment: datetime) -> datetime:
-    return moment.astimezone(timezone.utc).replace(second=0, microsecond=0)
-
-
-class Scheduler:
-    """Fires schedules on the platform clock's minute ticks.
-
-    A simulated clock runs each job inline, so a run scheduled at 10:00 completes before the
-    clock moves on (deterministic demos and tests). A real clock's tick thread must keep
-    ticking (alarms are evaluated every minute), so there jobs run on a worker thread.
-    """
-
-    def __init__(self, platform, *, inline: bool | None = None) -> None:
-        self.platform = platform
-        self.inline = platform.clock.simulated if inline is None else inline
-        self._workers = None if self.inline else ThreadPoolExecutor(max_workers=2, thread_name_prefix="monitoring-job")
-        self._last_minute: datetime | None = None
-
-    def tick(self, moment: datetime) -> None:
-        minute = _minute(moment)
-        first = minute if self._last_minute is None else max(self._last_minute + timedelta(minutes=1), minute - MAX_CATCH_UP)
-        self._last_minute = minute
-        while first <= minute:
-            self.fire_due(first)
-            first += timedelta(minutes=1)
-
-    def fire_due(self, minute: datetime) -> list[dict]:
-        """Start every run due at `minute`; return the executions begun."""
-        begun = []
-        for schedule in self.platform.store.list(SCHEDULE):
-            if schedule["MonitoringScheduleStatus"] != "Scheduled" or not self._due(schedule, minute):
-                continue
-            execution = begin_execution(self.platform, schedule, minute)
-            if execution is None:
-                continue
-            begun.append(execution)
-            if self.inline:
-                run_execution(self.platform, schedule, execution)
-            else:
-                self._workers.submit(run_execution, self.platform, schedule, execution)
-        return begun
-
-    def _due(self, schedule: dict, minute: datetime) -> bool:
-        cadence = parse_schedule_expression(schedule["MonitoringScheduleConfig"]["ScheduleConfig"]["ScheduleExpression"])
-        if cadence.once:  # NOW: the first minute after creation, once
-            created = _moment(schedule["CreationTime"])
-            return minute >= created and not _executions_of(self.platform, schedule["MonitoringScheduleName"])
-        return cadence.matches(minute)
-
-    def shutdown(self) -> None:
-        """Stop running containers (their executions end Stopped), then wait for the workers."""
-        processing.stop_running_jobs()
-        if self._workers is not None:
-            self._workers.shutdown(wait=True)
-
-
-def recover_interrupted(platform) -> int:
-    """Executions a stopped stack left Pending/InProgress end as Failed (their process is gone)."""
-    count = 0
-    for execution in platform.store.list(EXECUTION):
-        if execution["MonitoringExecutionStatus"] in ("Pending", "InProgress"):
-            _update_execution(platform, execution, MonitoringExecutionStatus="Failed",
-                              FailureReason="InternalServerError: the local stack stopped while this execution was running")
-            count += 1
-    for job in platform.store.list(processing.PROCESSING_JOB):
-        if job["ProcessingJobStatus"] == "InProgress":
-            job.update(ProcessingJobStatus="Failed", LastModifiedTime=iso_z(platform.clock.now()),
-                       FailureReason="InternalServerError: the local stack stopped while this job was running")
-            platform.store.put(processing.PROCESSING_JOB, job["ProcessingJobName"], job)
-    return count
-
-
-def install(platform) -> Scheduler:
-    """Plug Model Monitor into a LocalPlatform: its operations, and the scheduler on its clock."""
-    recover_interrupted(platform)
+def install(platform) -> None:
+    """Plug the Model Monitor API into a LocalPlatform (the scheduler installs itself after it)."""
     platform.register_operations("sagemaker", OPERATIONS)
-    scheduler = Scheduler(platform)
-    platform.clock.subscribe(scheduler.tick)
-    platform.on_stop(scheduler.shutdown)
-    return scheduler

@@ -29,19 +29,21 @@ import json
 import logging
 import subprocess
 import threading
+from collections.abc import Iterable, Iterator
 from datetime import datetime
 from pathlib import Path, PurePosixPath
-from typing import Any, Iterable, Iterator, Protocol
+from typing import Any, Protocol
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from diversity_monitor import container_paths
+from diversity_monitor.aws import container_paths
 from diversity_monitor.clock import iso_z, parse_instant
+from diversity_monitor.conventions import METRICS_NAMESPACE  # where the platform publishes a container's metrics
 from diversity_monitor.local import images, metric_data
 from diversity_monitor.local.clock import Clock
+from diversity_monitor.local.platform import stop_process
 from diversity_monitor.local.protocols import service_model, validate
 from diversity_monitor.local.store import Store
-from diversity_monitor.local.platform import stop_process
 from diversity_monitor.storage import S3Location, StorageError
 
 log = logging.getLogger(__name__)
@@ -52,7 +54,6 @@ FAILURE_REASON_LIMIT = 1024  # FailureReason's max length in the API model
 STOP_GRACE_SECONDS = 5  # SIGTERM, then this long before SIGKILL (what `docker stop` does, shorter)
 
 # Model Monitor publishes the container's metrics file here [BYOC; facts page].
-METRICS_NAMESPACE = "aws/sagemaker/Endpoints/data-metrics"
 # The keys a metrics-file line may carry, as the BYOC CloudWatch page documents them.
 METRIC_LINE_KEYS = frozenset({"MetricName", "Timestamp", "Dimensions", "Value", "StatisticValues", "Unit"})
 

@@ -31,9 +31,9 @@ import os
 import re
 import struct
 import uuid
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Callable, Mapping
 from urllib.parse import parse_qsl, unquote
 from xml.etree import ElementTree
 
@@ -43,8 +43,8 @@ from botocore.parsers import RpcV2CBORParser
 from botocore.utils import parse_timestamp
 from botocore.validate import ParamValidator
 
+from diversity_monitor.aws.service_schema import request_problem
 from diversity_monitor.local import errors
-from diversity_monitor.service_schema import request_problem
 
 
 @dataclass(frozen=True)
@@ -75,12 +75,12 @@ def isolated_botocore_session() -> botocore.session.Session:
     return session
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _models() -> botocore.session.Session:
     return isolated_botocore_session()
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def service_model(service_name: str) -> ServiceModel:
     return _models().get_service_model(service_name)
 
@@ -212,7 +212,7 @@ def check_output(result: dict, operation: OperationModel) -> None:
         raise errors.ServiceError(f"local stack bug: {operation.name} answered outside its output shape: {report.generate_report()}")
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def validation_error_for(service_name: str) -> type[errors.ServiceError]:
     """The error a service answers invalid requests with: the one it models (SageMaker Runtime's
     `ValidationError`, CloudWatch's `ValidationException`), else the common `ValidationException`."""
@@ -292,7 +292,7 @@ class JsonCodec:
 _URI_LABEL = re.compile(r"\{([^}]+)\}")
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _uri_matchers(service_name: str) -> list[tuple[str, str, re.Pattern]]:
     """(method, operation, regex) per operation, from the model's request URI templates."""
     model = service_model(service_name)

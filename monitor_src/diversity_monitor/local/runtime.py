@@ -6,7 +6,7 @@ attributes, as SageMaker forwards them to the container. A container answering 4
 `ModelError` (HTTP 424) carrying `OriginalStatusCode` and `OriginalMessage`, as on SageMaker; a
 container that does not answer in 60 s is a `ModelError` with SageMaker's timeout message; one
 that cannot be reached is `ServiceUnavailable`. Successful invocations are captured as the
-endpoint config's `DataCaptureConfig` says (`capture.CaptureWriter`, timestamps from the
+endpoint config's `DataCaptureConfig` says (`local.capture_writer.CaptureWriter`, timestamps from the
 stack's clock), and delivered to S3 at each clock tick.
 """
 

@@ -10,7 +10,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from diversity_monitor import container_paths
+from diversity_monitor.aws import container_paths
 
 
 def _latency(text: str) -> float:

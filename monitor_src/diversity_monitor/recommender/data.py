@@ -64,7 +64,7 @@ class DatasetPaths:
     manifest: Path
 
     @classmethod
-    def under(cls, root: str | Path) -> "DatasetPaths":
+    def under(cls, root: str | Path) -> DatasetPaths:
         root = Path(root)
         return cls(
             root=root,

@@ -8,8 +8,9 @@ the field and what is wrong.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 MAX_ID_LENGTH = 128
 MAX_HISTORY = 1000

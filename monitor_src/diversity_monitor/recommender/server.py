@@ -17,8 +17,8 @@ import math
 import os
 import sys
 import threading
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import orjson
 import uvicorn
@@ -29,7 +29,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from diversity_monitor import container_paths
+from diversity_monitor.aws import container_paths
 from diversity_monitor.recommender import model
 
 PORT_ENV = "SAGEMAKER_BIND_TO_PORT"

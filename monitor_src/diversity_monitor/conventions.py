@@ -1,0 +1,111 @@
+"""Every name and default the kit shares, owned here and imported everywhere else.
+
+If two places must agree for the monitor to work (the job names a metric, an alarm watches it;
+the replay tags its traffic, the capture reader leaves it out; a run writes a file, the on-call
+reads it back), the value lives here, and both places import it. Pure: no I/O, no AWS calls.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+# --- what the monitor measures ----------------------------------------------------------------
+DEFAULT_TOP_K = 10  # list length that counts (`--top-k`)
+DEFAULT_MIN_DIVERSITY = 4.0  # the floor: mean categories per top-k (`--min-diversity`, the alarm's threshold)
+DEFAULT_MIN_SUCCESS_RATE = 0.95  # replayed share below which diversity is not published (`--min-success-rate`)
+# Baselines (`baseline --mean-tolerance / --slot-margin`, notebook 02) and the deploy gate (`baseline-gate`).
+DEFAULT_MEAN_TOLERANCE = 1.0  # how far below the baseline mean (categories) an hourly run may fall
+DEFAULT_SLOT_MARGIN = 0.3  # how far above the baseline's most-concentrated slot share a run may go
+DEFAULT_MAX_MEAN_DROP = 1.0  # how far below the previous version's baseline mean a candidate may be
+
+# --- replay traffic ---------------------------------------------------------------------------
+# InvokeEndpoint InferenceId prefix of every call the monitor makes: analyses of captured data
+# leave it out, so the monitor's own traffic is never counted as live traffic.
+REPLAY_INFERENCE_PREFIX = "diversity-replay-"
+
+# --- Model Monitor files and the run's report folder ------------------------------------------
+CUSTOM_BLOCK = "diversity_monitor"  # our figures inside statistics.json (the platform allows extra keys)
+STATISTICS_FILE = "statistics.json"
+CONSTRAINTS_FILE = "constraints.json"
+VIOLATIONS_FILE = "constraint_violations.json"  # no "s" after constraint: the SDK's spelling
+EXECUTED_NOTEBOOK = "report.ipynb"
+EXECUTED_HTML = "report.html"
+PARAMETERS_FILE = "parameters.json"
+# Every file a run writes to its report folder: none may be there before it starts.
+RUN_OUTPUT_FILES = (STATISTICS_FILE, VIOLATIONS_FILE, EXECUTED_NOTEBOOK, EXECUTED_HTML, PARAMETERS_FILE)
+REPORT_NOTEBOOK = "diversity_report.ipynb"  # the notebook papermill executes in every run
+GATE_FILE = "gate.json"  # the deploy gate's verdict, next to a baseline
+INCIDENTS_FOLDER = "incidents"  # incident summaries, next to the schedule's hour folders
+
+
+def hour_path(hour: datetime) -> str:
+    """`yyyy/mm/dd/HH` of an hour in UTC: capture objects and report folders both use it."""
+    if hour.tzinfo is None:
+        hour = hour.replace(tzinfo=timezone.utc)
+    return hour.astimezone(timezone.utc).strftime("%Y/%m/%d/%H")
+
+
+def schedule_reports_prefix(reports_uri: str, endpoint: str, schedule: str) -> str:
+    """Model Monitor's layout: `<S3Output.S3Uri>/<endpoint>/<schedule>` holds one folder per hour."""
+    return "/".join((reports_uri.rstrip("/"), endpoint, schedule))
+
+
+def report_hour_prefix(reports_uri: str, endpoint: str, schedule: str, hour: datetime) -> str:
+    """The folder of the run scheduled at `hour` (the 22:00-23:00 window lands in /23)."""
+    return f"{schedule_reports_prefix(reports_uri, endpoint, schedule)}/{hour_path(hour)}"
+
+
+def reports_uri_of(job_definition: dict) -> str:
+    """The reports location a monitoring job definition names (its first S3Output)."""
+    return job_definition["MonitoringOutputConfig"]["MonitoringOutputs"][0]["S3Output"]["S3Uri"]
+
+
+def endpoint_of(job_definition: dict) -> str:
+    return job_definition["MonitoringInputs"][0]["EndpointInput"]["EndpointName"]
+
+
+# --- CloudWatch -------------------------------------------------------------------------------
+# AWS's own sample code reads custom-container metrics back from this namespace with these
+# dimensions (platform-facts.md explains why we follow the samples, not the doc pages).
+METRICS_NAMESPACE = "aws/sagemaker/Endpoints/data-metrics"
+ENDPOINT_DIMENSION = "Endpoint"
+SCHEDULE_DIMENSION = "MonitoringSchedule"
+METRIC_PERIOD_SECONDS = 3600  # one point per hourly run
+SUCCESS_RATE_METRIC = "replay_success_rate"
+SESSIONS_SUCCEEDED_METRIC = "replay_sessions_succeeded"
+
+
+def diversity_feature(k: int) -> str:
+    """The statistics.json feature (and metric stem) of categories per top-k list."""
+    return f"top{k}_category_diversity"
+
+
+def diversity_metric(k: int, statistic: str = "mean") -> str:
+    """`top{k}_category_diversity_{mean|min|p5}`: the job publishes it, the alarm watches the mean."""
+    return f"{diversity_feature(k)}_{statistic}"
+
+
+def slot_feature(k: int) -> str:
+    return f"top{k}_max_slot_concentration"
+
+
+def distinct_articles_feature(k: int) -> str:
+    return f"top{k}_distinct_articles"
+
+
+def metric_dimensions(endpoint: str, schedule: str) -> list[dict]:
+    """The dimensions of every metric a run publishes, and so of every alarm on them."""
+    return [{"Name": ENDPOINT_DIMENSION, "Value": endpoint}, {"Name": SCHEDULE_DIMENSION, "Value": schedule}]
+
+
+# --- what the platform says -------------------------------------------------------------------
+# An execution's FailureReason when the window has no captured data: no container starts.
+NO_CAPTURE_FAILURE = "Job inputs had no data"
+# How a container's /opt/ml/output/message starts when it found violations (and the status it gets).
+COMPLETED_WITH_VIOLATIONS = "CompletedWithViolations"
+
+
+# --- where the on-call is pointed -------------------------------------------------------------
+RUNBOOKS_README = "runbooks/README.md"  # the alarms and every report link here
+DIVERSITY_ALARM_RUNBOOK = "runbooks/diversity_alarm.ipynb"
+FAILED_RUN_RUNBOOK = "runbooks/monitor_job_failed.ipynb"

@@ -1,0 +1,66 @@
+"""Step 4 of the run: replay the validation set and measure the ranked lists it got back.
+
+One path for the hourly run, a baseline build and an ad-hoc replay, so all three are measured
+identically; each records which endpoint config served it (`serving`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+
+from diversity_monitor.clock import utcnow
+from diversity_monitor.job.contract import ReplaySettings
+from diversity_monitor.job.inputs import load_catalog, load_validation_set
+from diversity_monitor.job.replay import (
+    EndpointReplayer,
+    ReplayResult,
+    Serving,
+    control_plane_client,
+    describe_serving,
+    observe_serving,
+)
+from diversity_monitor.measures.metrics import CollapseSummary, DiversitySummary, accumulate
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """What one replay measured, before any judgement."""
+
+    k: int
+    diversity: DiversitySummary
+    collapse: CollapseSummary
+    sessions_attempted: int
+    sessions_succeeded: int
+    measured_at: datetime
+    replay_errors: Mapping[str, int]
+    serving: Serving | None = None
+
+    @property
+    def success_rate(self) -> float:
+        return self.sessions_succeeded / self.sessions_attempted if self.sessions_attempted else 0.0
+
+
+def measure(endpoint_name: str, settings: ReplaySettings, run_id: str, *, progress: bool = True,
+            client=None, control_client=None) -> tuple[Measurement, ReplayResult]:
+    """Replay the validation set and measure it; `serving` says which endpoint config answered."""
+    sessions = load_validation_set(settings.validation_set)
+    catalog = load_catalog(settings.catalog)
+    control_client = control_client or control_plane_client()
+    with EndpointReplayer(endpoint_name, settings, run_id, client=client) as replayer:
+        before = describe_serving(endpoint_name, control_client)
+        result = replayer.replay(sessions, progress=progress)
+    after = describe_serving(endpoint_name, control_client, with_models=False)
+    accumulator = accumulate(result.ranked_lists(), catalog, settings.top_k)
+    measurement = Measurement(
+        k=settings.top_k,
+        diversity=accumulator.diversity(),
+        collapse=accumulator.collapse(),
+        sessions_attempted=result.attempted,
+        sessions_succeeded=result.succeeded,
+        measured_at=utcnow(),
+        replay_errors=result.errors(),
+        serving=observe_serving(before, after),
+    )
+    return measurement, result

@@ -1,0 +1,242 @@
+"""Step 6 of the run: Model Monitor's files: statistics.json, constraints.json, constraint_violations.json.
+
+Schemas follow the built-in container (see platform-facts.md), so the SageMaker SDK's
+`Statistics`, `Constraints` and `ConstraintViolations` read them. Our extra figures live in
+one custom block (`conventions.CUSTOM_BLOCK`), which the platform allows and the SDK ignores.
+
+Pure: documents in, documents out. Reading and writing files is the job's business; the
+judgement that produces violations is compare.py's.
+
+Baseline documents are checked whole before a run replays anything (`figures`,
+`constraint_bounds`): every bound the checks use must be there with the right type, and the
+baseline's k must be the run's k. A bound that is missing is an error, never a skipped check;
+to loosen a check, edit its bound (mean_lower_bound 0, upper_bound 1).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from diversity_monitor.clock import iso_z
+from diversity_monitor.conventions import (
+    CUSTOM_BLOCK,
+    DEFAULT_MEAN_TOLERANCE,
+    DEFAULT_SLOT_MARGIN,
+    SUCCESS_RATE_METRIC,
+    distinct_articles_feature,
+    diversity_feature,
+    slot_feature,
+)
+from diversity_monitor.job.measure import Measurement
+from diversity_monitor.measures.metrics import PERCENTILE_DEFINITION
+
+SCHEMA_VERSION = 0.0
+
+
+class BaselineError(ValueError):
+    """A baseline file that is not what the job needs; the message names it."""
+
+
+@dataclass(frozen=True)
+class Violation:
+    feature_name: str
+    constraint_check_type: str
+    description: str
+
+    def to_dict(self) -> dict:
+        return {
+            "feature_name": self.feature_name,
+            "constraint_check_type": self.constraint_check_type,
+            "description": self.description,
+        }
+
+
+def _numeric(name: str, inferred_type: str, present: int, missing: int, mean, total, std_dev, low, high,
+             buckets: list[dict] | None = None) -> dict:
+    stats = {
+        "common": {"num_present": present, "num_missing": missing},
+        "mean": mean, "sum": total, "std_dev": std_dev, "min": low, "max": high,
+    }
+    if buckets is not None:
+        stats["distribution"] = {"kll": {"buckets": buckets, "sketch": {"parameters": {"c": 0.64, "k": 2048.0}, "data": []}}}
+    return {"name": name, "inferred_type": inferred_type, "numerical_statistics": stats}
+
+
+def _scalar(name: str, inferred_type: str, value) -> dict:
+    present = value is not None
+    return _numeric(name, inferred_type, int(present), int(not present), value, value, 0.0 if present else None, value, value)
+
+
+def statistics_document(m: Measurement, *, reliable: bool, context: Mapping[str, object] | None = None) -> dict:
+    d = m.diversity
+    variance = (
+        sum(count * (value - d.mean) ** 2 for value, count in enumerate(d.histogram)) / d.lists if d.lists else None
+    )
+    buckets = [{"lower_bound": float(v), "upper_bound": float(v + 1), "count": float(c)} for v, c in enumerate(d.histogram)]
+    features = [
+        _numeric(diversity_feature(m.k), "Integral", d.lists, m.sessions_attempted - d.lists, d.mean,
+                 sum(v * c for v, c in enumerate(d.histogram)), math.sqrt(variance) if variance is not None else None,
+                 d.min, d.max, buckets),
+        _scalar(SUCCESS_RATE_METRIC, "Fractional", m.success_rate),
+        _scalar(slot_feature(m.k), "Fractional", m.collapse.max_slot_concentration),
+        _scalar(distinct_articles_feature(m.k), "Integral", m.collapse.distinct_articles),
+    ]
+    custom = {
+        "k": m.k,
+        "percentile_definition": PERCENTILE_DEFINITION,
+        "mean": d.mean, "min": d.min, "p5": d.p5, "max": d.max,
+        "histogram": list(d.histogram),
+        "sessions_attempted": m.sessions_attempted,
+        "sessions_succeeded": m.sessions_succeeded,
+        "success_rate": m.success_rate,
+        "diversity_reliable": reliable,
+        "replay_errors": dict(m.replay_errors),
+        "unknown_articles": d.unknown_articles,
+        "lists_with_unknown_articles": d.lists_with_unknown_articles,
+        "short_lists": d.short_lists,
+        "distinct_articles": m.collapse.distinct_articles,
+        "max_slot_concentration": m.collapse.max_slot_concentration,
+        "slot_collapse": [
+            {"slot": s.slot, "lists": s.lists, "top_article_id": s.top_article_id,
+             "top_article_share": s.top_article_share, "distinct_articles": s.distinct_articles}
+            for s in m.collapse.slots
+        ],
+        "measured_at": iso_z(m.measured_at),
+        **({"serving": m.serving.to_dict()} if m.serving is not None else {}),
+        **dict(context or {}),
+    }
+    return {"version": SCHEMA_VERSION, "dataset": {"item_count": d.lists}, "features": features, CUSTOM_BLOCK: custom}
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _is_count(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def figures(statistics: Mapping, source: str = "statistics", k: int | None = None) -> dict:
+    """The custom block of a statistics document, checked whole for what comparisons and the report use.
+
+    `k`, when given, must be the document's k: figures of a top-5 baseline say nothing about top-10 lists.
+    """
+    if not isinstance(statistics, Mapping) or not isinstance(statistics.get(CUSTOM_BLOCK), Mapping):
+        raise BaselineError(f"{source}: not a diversity monitor statistics.json (no {CUSTOM_BLOCK!r} block)")
+    block = statistics[CUSTOM_BLOCK]
+
+    def wrong(key: str, expected: str) -> BaselineError:
+        return BaselineError(f"{source}: {CUSTOM_BLOCK}.{key} must be {expected}, got {block.get(key)!r}")
+
+    block_k = block.get("k")
+    if not _is_count(block_k) or block_k < 1:
+        raise wrong("k", "a whole number of at least 1")
+    if k is not None and block_k != k:
+        raise BaselineError(f"{source}: the baseline was measured with k={block_k} (top-{block_k} lists) but this run "
+                            f"uses --top-k {k}; build a baseline with --top-k {k}")
+    if not _is_number(block.get("mean")) or not 0 <= block["mean"] <= block_k:
+        raise wrong("mean", f"a number between 0 and k={block_k}")
+    for key in ("min", "p5", "max"):
+        if not _is_count(block.get(key)) or block[key] > block_k:
+            raise wrong(key, f"a whole number between 0 and k={block_k}")
+    histogram = block.get("histogram")
+    if not isinstance(histogram, list) or len(histogram) != block_k + 1 or not all(map(_is_count, histogram)):
+        raise wrong("histogram", f"a list of {block_k + 1} session counts (0..k categories)")
+    if not sum(histogram):
+        raise wrong("histogram", "counts of at least one session")
+    for key in ("sessions_attempted", "sessions_succeeded", "distinct_articles"):
+        if key in block and not _is_count(block[key]):
+            raise wrong(key, "a whole number")
+    for key in ("success_rate", "max_slot_concentration"):
+        if block.get(key) is not None and (not _is_number(block[key]) or not 0 <= block[key] <= 1):
+            raise wrong(key, "a share between 0 and 1 (or null)")
+    return dict(block)
+
+
+def constraints_document(baseline_statistics: Mapping, *, mean_tolerance: float = DEFAULT_MEAN_TOLERANCE,
+                         slot_margin: float = DEFAULT_SLOT_MARGIN) -> dict:
+    """constraints.json suggested from a baseline run (the data scientist may edit the bounds)."""
+    base = figures(baseline_statistics, "baseline statistics")
+    k = base["k"]
+    slot_bound = min(1.0, (base.get("max_slot_concentration") or 0.0) + slot_margin)
+    return {
+        "version": SCHEMA_VERSION,
+        "features": [
+            {
+                "name": diversity_feature(k), "inferred_type": "Integral", "completeness": 1.0,
+                "num_constraints": {"is_non_negative": True},
+                "diversity_constraints": {
+                    "mean_lower_bound": round(base["mean"] - mean_tolerance, 6),
+                    "p5_lower_bound": base["p5"],
+                    "baseline": {"mean": base["mean"], "min": base.get("min"), "p5": base["p5"]},
+                },
+            },
+            {
+                "name": slot_feature(k), "inferred_type": "Fractional", "completeness": 1.0,
+                "num_constraints": {"is_non_negative": True},
+                "upper_bound": round(slot_bound, 6),
+            },
+        ],
+        "monitoring_config": {"evaluate_constraints": "Enabled", "emit_metrics": "Enabled"},
+        CUSTOM_BLOCK: {"k": k, "mean_tolerance": mean_tolerance, "slot_margin": slot_margin},
+    }
+
+
+@dataclass(frozen=True)
+class Bounds:
+    """The bounds constraints.json sets for a run with top-k lists."""
+
+    p5_lower_bound: float
+    mean_lower_bound: float
+    slot_upper_bound: float
+
+
+def _constraint(features: list, name: str) -> Mapping | None:
+    for feature in features:
+        if isinstance(feature, Mapping) and feature.get("name") == name:
+            return feature
+    return None
+
+
+def constraint_bounds(constraints: Mapping, k: int, source: str = "baseline constraints") -> Bounds:
+    """Every bound the checks use, checked for presence and type; BaselineError names what is wrong."""
+    if not isinstance(constraints, Mapping):
+        raise BaselineError(f"{source}: expected a JSON object, got {type(constraints).__name__}")
+    features = constraints.get("features")
+    if not isinstance(features, list):
+        raise BaselineError(f"{source}: 'features' must be a list")
+    block = constraints.get(CUSTOM_BLOCK)
+    if isinstance(block, Mapping) and "k" in block and block["k"] != k:
+        raise BaselineError(f"{source}: the constraints were built for k={block.get('k')!r} (top-{block.get('k')} lists) "
+                            f"but this run uses --top-k {k}; build a baseline with --top-k {k}")
+    name = diversity_feature(k)
+    feature = _constraint(features, name)
+    if feature is None:
+        present = sorted(f.get("name") for f in features if isinstance(f, Mapping) and isinstance(f.get("name"), str))
+        raise BaselineError(f"{source}: no constraints for feature {name!r} (this run uses --top-k {k}; "
+                            f"the file has {present or 'no named features'})")
+    bounds = feature.get("diversity_constraints")
+    if not isinstance(bounds, Mapping):
+        raise BaselineError(f"{source}: feature {name!r} has no 'diversity_constraints' object")
+    for key in ("p5_lower_bound", "mean_lower_bound"):
+        if key not in bounds:
+            raise BaselineError(f"{source}: {name}.diversity_constraints.{key} is missing (a number is required; "
+                                "to loosen the check, lower the bound)")
+        if not _is_number(bounds[key]):
+            raise BaselineError(f"{source}: {name}.diversity_constraints.{key} must be a number, got {bounds[key]!r}")
+    slot_name = slot_feature(k)
+    slot = _constraint(features, slot_name)
+    if slot is None:
+        raise BaselineError(f"{source}: no constraints for feature {slot_name!r} (its upper_bound is the slot-collapse check)")
+    upper = slot.get("upper_bound")
+    if "upper_bound" not in slot:
+        raise BaselineError(f"{source}: {slot_name}.upper_bound is missing (a share between 0 and 1 is required)")
+    if not _is_number(upper) or not 0 <= upper <= 1:
+        raise BaselineError(f"{source}: {slot_name}.upper_bound must be a share between 0 and 1, got {upper!r}")
+    return Bounds(float(bounds["p5_lower_bound"]), float(bounds["mean_lower_bound"]), float(upper))
+
+
+def violations_document(violations: list[Violation]) -> dict:
+    return {"violations": [violation.to_dict() for violation in violations]}

@@ -1,0 +1,137 @@
+"""The hourly monitoring schedule that runs the container against the endpoint (notebook 03).
+
+Request builders are pure (dicts in the shape of the API); `apply_*` functions send them with
+plain boto3 and are idempotent, so a notebook can be re-run safely. The same code runs against
+AWS and the local stack; only boto3's endpoint settings differ.
+
+The alarms on what the schedule publishes are alarms.py's.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import boto3
+from botocore.exceptions import ClientError
+
+from diversity_monitor.aws.container_paths import PROCESSING_INPUT_ENDPOINT, PROCESSING_OUTPUT
+from diversity_monitor.conventions import (
+    CONSTRAINTS_FILE,
+    DEFAULT_MIN_DIVERSITY,
+    DEFAULT_TOP_K,
+    RUNBOOKS_README,
+    STATISTICS_FILE,
+    diversity_metric,
+)
+
+HOURLY = "cron(0 * ? * * *)"
+PUBLISHED = ("Completed", "CompletedWithViolations")  # execution statuses that published metrics
+# The spec's own fields own these arguments; repeating one in extra_arguments would make two truths.
+_OWNED_ARGUMENTS = ("--validation-set", "--catalog", "--min-diversity", "--top-k")
+
+
+@dataclass(frozen=True)
+class MonitorSpec:
+    """Everything the schedule and its alarms need to know."""
+
+    endpoint_name: str
+    schedule_name: str
+    image_uri: str
+    role_arn: str
+    validation_set: str
+    catalog: str
+    reports_s3_uri: str
+    baseline_s3_uri: str | None = None  # folder holding statistics.json + constraints.json
+    min_diversity: float = DEFAULT_MIN_DIVERSITY
+    top_k: int = DEFAULT_TOP_K
+    instance_type: str = "ml.m5.large"
+    max_runtime_seconds: int = 1800
+    schedule_expression: str = HOURLY
+    extra_arguments: tuple[str, ...] = ()
+    environment: dict[str, str] = field(default_factory=dict)
+    runbook_url: str | None = None  # where the on-call opens runbooks/README.md (a pager email needs a link)
+
+    def __post_init__(self) -> None:
+        owned = [arg for arg in self.extra_arguments if arg.split("=", 1)[0] in _OWNED_ARGUMENTS]
+        if owned:
+            raise ValueError(f"extra_arguments {owned}: set these through MonitorSpec's own fields "
+                             "(validation_set, catalog, min_diversity, top_k), so the alarms watch what the job measures")
+
+    @property
+    def runbook_hint(self) -> str:
+        where = self.runbook_url or f"{RUNBOOKS_README} in the diversity-monitor repository"
+        return f"Runbook: {where} (diversity_alarm.ipynb / monitor_job_failed.ipynb)."
+
+    @property
+    def diversity_metric(self) -> str:
+        """The metric the job publishes for this spec's k, and so the one the diversity alarm watches."""
+        return diversity_metric(self.top_k, "mean")
+
+    def container_arguments(self) -> list[str]:
+        return ["--validation-set", self.validation_set, "--catalog", self.catalog,
+                "--min-diversity", f"{self.min_diversity:g}", "--top-k", str(self.top_k), *self.extra_arguments]
+
+
+def monitoring_job_definition(spec: MonitorSpec) -> dict:
+    definition = {
+        "MonitoringInputs": [{"EndpointInput": {
+            "EndpointName": spec.endpoint_name,
+            "LocalPath": str(PROCESSING_INPUT_ENDPOINT),
+            "S3InputMode": "File",
+            "S3DataDistributionType": "FullyReplicated",
+        }}],
+        "MonitoringOutputConfig": {"MonitoringOutputs": [{"S3Output": {
+            "S3Uri": spec.reports_s3_uri,
+            "LocalPath": str(PROCESSING_OUTPUT),
+            "S3UploadMode": "EndOfJob",
+        }}]},
+        "MonitoringResources": {"ClusterConfig": {
+            "InstanceCount": 1, "InstanceType": spec.instance_type, "VolumeSizeInGB": 20}},
+        "MonitoringAppSpecification": {
+            "ImageUri": spec.image_uri,
+            "ContainerArguments": spec.container_arguments(),
+        },
+        "StoppingCondition": {"MaxRuntimeInSeconds": spec.max_runtime_seconds},
+        "RoleArn": spec.role_arn,
+    }
+    if spec.environment:
+        definition["Environment"] = dict(spec.environment)
+    if spec.baseline_s3_uri:
+        base = spec.baseline_s3_uri.rstrip("/")
+        definition["BaselineConfig"] = {
+            "ConstraintsResource": {"S3Uri": f"{base}/{CONSTRAINTS_FILE}"},
+            "StatisticsResource": {"S3Uri": f"{base}/{STATISTICS_FILE}"},
+        }
+    return definition
+
+
+def schedule_request(spec: MonitorSpec) -> dict:
+    return {
+        "MonitoringScheduleName": spec.schedule_name,
+        "MonitoringScheduleConfig": {
+            "ScheduleConfig": {"ScheduleExpression": spec.schedule_expression},
+            "MonitoringJobDefinition": monitoring_job_definition(spec),
+        },
+    }
+
+
+def apply_schedule(spec: MonitorSpec, client=None) -> str:
+    """Create the schedule, or update it when it exists. Returns "created" or "updated"."""
+    client = client or boto3.client("sagemaker")
+    request = schedule_request(spec)
+    try:
+        client.describe_monitoring_schedule(MonitoringScheduleName=spec.schedule_name)
+    except ClientError as error:
+        if error.response["Error"]["Code"] not in ("ResourceNotFound", "ValidationException"):
+            raise
+        client.create_monitoring_schedule(**request)
+        return "created"
+    client.update_monitoring_schedule(**request)
+    return "updated"
+
+
+def schedule_has_published(schedule_name: str, client=None) -> bool:
+    """Whether any execution of the schedule completed (and so published its metrics)."""
+    client = client or boto3.client("sagemaker")
+    return any(client.list_monitoring_executions(MonitoringScheduleName=schedule_name, StatusEquals=status,
+                                                 MaxResults=1)["MonitoringExecutionSummaries"] for status in PUBLISHED)

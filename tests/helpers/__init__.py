@@ -1,0 +1,1 @@
+"""What the tests share: paths, AWS settings, the monitoring container, stand-in servers, the stack, notebooks."""

@@ -1,0 +1,37 @@
+"""A running local stack with the reference recommender deployed, for notebook and runbook tests.
+
+`deployed_stack(path, monkeypatch)` starts the embedded stack on a free port with a simulated
+clock, points this process's boto3 (and so papermill kernels, which inherit the environment) at
+it, and plays the scenario's setup: models v1 (healthy) and v2 (regressed) trained and
+registered, `recommender-prod` serving v1 with capture, validation set and catalog in S3.
+Everything else (baseline, schedule, alarms, hours passing) is up to the test, through the
+scenario's own steps.
+"""
+
+from __future__ import annotations
+
+import os
+from contextlib import contextmanager
+from pathlib import Path
+
+from diversity_monitor.demo.scenario import IncidentScenario, ScenarioPlan
+from diversity_monitor.local.clock import SimulatedClock
+from diversity_monitor.local.stack import start_stack
+
+SMALL_PLAN = ScenarioPlan(sessions=100, live_requests_per_hour=40)
+
+
+@contextmanager
+def deployed_stack(path: Path, monkeypatch, plan: ScenarioPlan = SMALL_PLAN):
+    clock = SimulatedClock(plan.start)
+    with start_stack(path / "stack", port=0, clock=clock) as stack:
+        # Exactly the stack's AWS settings: a developer's AWS_PROFILE or AWS_ENDPOINT_URL_S3 must not
+        # reach this process or the papermill kernels it starts.
+        for key in [key for key in os.environ if key.startswith("AWS_")]:
+            monkeypatch.delenv(key)
+        for key, value in stack.platform.client_environment().items():
+            monkeypatch.setenv(key, value)
+        scenario = IncidentScenario(workdir=path / "work", advance=stack.platform.advance, now=clock.now, plan=plan)
+        scenario.prepare_models()
+        scenario.deploy_initial()
+        yield stack, scenario

@@ -1,0 +1,147 @@
+"""Diversity and collapse metrics on hand-computed cases, and the batch counting against a plain oracle."""
+
+import random
+from collections import Counter
+
+import pytest
+
+from diversity_monitor.measures.metrics import (
+    CatalogIndex,
+    DiversityAccumulator,
+    accumulate,
+    nearest_rank_percentile,
+    summarize_histogram,
+    top_k_slots,
+)
+
+CATALOG = {"a": "news", "b": "sports", "c": "news", "d": "finance", "e": "health"}
+
+
+def test_distinct_categories_count_catalog_articles_and_unknowns_apart():
+    accumulator = DiversityAccumulator(10, CATALOG)
+    assert accumulator.add(["a", "b", "c", "x", "y"]) == 2  # news, sports; x and y are not categories
+    assert (accumulator.unknown_articles, accumulator.lists_with_unknown_articles, accumulator.short_lists) == (2, 1, 1)
+    top_two = DiversityAccumulator(2, CATALOG)
+    assert top_two.add(["a", "b", "d", "e"]) == 2  # only the top 2 count
+    assert top_two.short_lists == 0 and top_two.add(["x"]) == 0
+    assert top_two.diversity().histogram == (1, 0, 1)
+
+
+def test_top_k_slots_cut_and_pad():
+    assert top_k_slots(["a", "b", "c"], 2) == ["a", "b"]
+    assert top_k_slots(("a",), 3) == ["a", None, None]
+    assert top_k_slots([], 1) == [None]
+
+
+def test_nearest_rank_percentile_by_hand():
+    # values 1,2,...,20 once each: p5 rank = ceil(0.05*20) = 1 -> 1; p50 rank 10 -> 10
+    histogram = [0] + [1] * 20
+    assert nearest_rank_percentile(histogram, 5) == 1
+    assert nearest_rank_percentile(histogram, 50) == 10
+    assert nearest_rank_percentile(histogram, 100) == 20
+    # 500 sessions: 24 at 3, the rest at 7 -> rank 25 lands on 7; with 25 at 3 it lands on 3
+    assert nearest_rank_percentile([0, 0, 0, 24, 0, 0, 0, 476], 5) == 7
+    assert nearest_rank_percentile([0, 0, 0, 25, 0, 0, 0, 475], 5) == 3
+    assert nearest_rank_percentile([0, 0, 0], 5) is None
+    with pytest.raises(ValueError, match="percentile"):
+        nearest_rank_percentile([1], 0)
+
+
+def test_summary_from_histogram_by_hand():
+    summary = summarize_histogram([0, 1, 0, 2, 1])  # values 1, 3, 3, 4
+    assert summary.lists == 4
+    assert summary.mean == pytest.approx(11 / 4)
+    assert (summary.min, summary.p5, summary.max) == (1, 1, 4)
+
+
+def test_slot_collapse_by_hand():
+    lists = [["a", "b"], ["a", "c"], ["a", "b"], ["d", "e"]]
+    collapse = accumulate(lists, CATALOG, 2).collapse()
+    first, second = collapse.slots
+    assert (first.top_article_id, first.top_article_share, first.distinct_articles) == ("a", 0.75, 2)
+    assert (second.top_article_id, second.top_article_share) == ("b", 0.5)
+    assert collapse.distinct_articles == 5
+    assert collapse.max_slot_concentration == 0.75
+
+
+def test_unknown_articles_occupy_slots_and_ties_go_to_the_smallest_id():
+    # slot 1: x (not in the catalog) twice, a twice -> tie broken by id: "a"; then x three times -> "x"
+    lists = [["x", "b"], ["a", "b"], ["x", "c"], ["a"]]
+    accumulator = accumulate(lists, CATALOG, 2)
+    first, second = accumulator.collapse().slots
+    assert (first.top_article_id, first.top_article_share, first.distinct_articles, first.lists) == ("a", 0.5, 2, 4)
+    assert (second.top_article_id, second.top_article_share, second.lists) == ("b", 2 / 3, 3)  # the short list has no slot 2
+    assert accumulator.collapse().distinct_articles == 4  # x, a, b, c
+    assert accumulator.diversity().histogram == (0, 3, 1)  # {sports}, {news, sports}, {news}, {news}
+    accumulator.add(["x", "e"])
+    assert accumulator.collapse().slots[0].top_article_id == "x"
+    assert accumulator.slot_counters()[0] == Counter({"x": 3, "a": 2})
+
+
+def test_short_lists_and_merge_equal_one_pass():
+    lists = [["a", "b", "d"], ["a"], ["c", "e", "x"], ["b", "b", "b"]]
+    whole = accumulate(lists, CATALOG, 3)
+    left, right = accumulate(lists[:2], CATALOG, 3), accumulate(lists[2:], CATALOG, 3)
+    merged = left.merge(right)
+    assert merged == whole
+    assert merged.diversity() == whole.diversity()
+    assert merged.collapse() == whole.collapse()
+    assert whole.diversity().short_lists == 1
+    assert whole.diversity().histogram == (0, 2, 1, 1)
+    assert whole.diversity().unknown_articles == 1
+    with pytest.raises(ValueError, match="k=3 and k=2"):
+        whole.merge(DiversityAccumulator(2, CATALOG))
+    with pytest.raises(ValueError, match="different catalogs"):
+        whole.merge(DiversityAccumulator(3, {**CATALOG, "e": "news"}))
+    with pytest.raises(ValueError, match="k must be"):
+        DiversityAccumulator(0, CATALOG)
+
+
+def test_add_slots_rejects_partial_lists():
+    with pytest.raises(ValueError, match="whole lists of k=3"):
+        DiversityAccumulator(3, CATALOG).add_slots(["a", "b"])
+
+
+def _oracle(lists, catalog, k):
+    """The metric written the plain way, list by list, to hold the vectorised counting to."""
+    histogram, slots, articles = [0] * (k + 1), [Counter() for _ in range(k)], set()
+    unknown = lists_with_unknown = short = 0
+    for ranked in lists:
+        top = list(ranked[:k])
+        histogram[len({catalog[a] for a in top if a in catalog})] += 1
+        missing = sum(a not in catalog for a in top)
+        unknown, lists_with_unknown, short = unknown + missing, lists_with_unknown + (missing > 0), short + (len(top) < k)
+        for position, article in enumerate(top):
+            slots[position][article] += 1
+        articles.update(top)
+    shares = []
+    for counter in slots:
+        if counter:
+            top_count = max(counter.values())
+            shares.append((min(a for a, c in counter.items() if c == top_count), top_count / sum(counter.values()),
+                           len(counter)))
+        else:
+            shares.append((None, None, 0))
+    return histogram, (unknown, lists_with_unknown, short), shares, len(articles)
+
+
+@pytest.mark.parametrize("k", [1, 3, 10])
+def test_batched_counting_equals_the_plain_definition(k):
+    rng = random.Random(k)
+    catalog = {f"a{i}": f"c{i % 7}" for i in range(30)}
+    articles = [f"a{i}" for i in range(36)]  # a30..a35 are not in the catalog
+    lists = [[rng.choice(articles) for _ in range(rng.choice([k, k, k, k + 2, max(0, k - 2), 0]))] for _ in range(600)]
+    one_by_one = DiversityAccumulator(k, catalog)
+    counts = [one_by_one.add(ranked) for ranked in lists]
+    batched = DiversityAccumulator(k, CatalogIndex(catalog))
+    for start in range(0, len(lists), 37):  # uneven batches straight into the counting
+        batched.add_slots([slot for ranked in lists[start:start + 37] for slot in top_k_slots(ranked, k)])
+    assert one_by_one == batched == accumulate(lists, catalog, k)
+
+    histogram, unknowns, shares, distinct = _oracle(lists, catalog, k)
+    diversity, collapse = batched.diversity(), batched.collapse()
+    assert list(diversity.histogram) == histogram
+    assert counts == [len({catalog[a] for a in ranked[:k] if a in catalog}) for ranked in lists]
+    assert (diversity.unknown_articles, diversity.lists_with_unknown_articles, diversity.short_lists) == unknowns
+    assert [(s.top_article_id, s.top_article_share, s.distinct_articles) for s in collapse.slots] == shares
+    assert collapse.distinct_articles == distinct
