@@ -15,6 +15,18 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 ANSWER = json.dumps({"recommendations": [{"article_id": f"a{i:05d}"} for i in range(10)]}).encode()
+# The SageMaker control plane's two reads a run makes (which config serves the endpoint), so a
+# whole run pointed here (AWS_ENDPOINT_URL_SAGEMAKER) records its serving without another server.
+CONTROL_PLANE = {
+    "SageMaker.DescribeEndpoint": {
+        "EndpointName": "bench", "EndpointArn": "arn:aws:sagemaker:eu-west-1:123456789012:endpoint/bench",
+        "EndpointConfigName": "bench-config", "EndpointStatus": "InService",
+        "CreationTime": 1.8e9, "LastModifiedTime": 1.8e9},
+    "SageMaker.DescribeEndpointConfig": {
+        "EndpointConfigName": "bench-config",
+        "EndpointConfigArn": "arn:aws:sagemaker:eu-west-1:123456789012:endpoint-config/bench-config",
+        "ProductionVariants": [{"VariantName": "AllTraffic", "ModelName": "bench-model"}], "CreationTime": 1.8e9},
+}
 
 
 class InstantEndpoint(BaseHTTPRequestHandler):
@@ -30,15 +42,22 @@ class InstantEndpoint(BaseHTTPRequestHandler):
     latency = 0.0  # seconds, set by main()
 
     def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        target = self.headers.get("X-Amz-Target")
+        if target is not None:
+            self._answer(json.dumps(CONTROL_PLANE.get(target, {})).encode(), "application/x-amz-json-1.1")
+            return
         if self.latency:
             time.sleep(self.latency)
-        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        self._answer(ANSWER, "application/json")
+
+    def _answer(self, body: bytes, content_type: str) -> None:
         self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(ANSWER)))
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
         self.send_header("x-Amzn-Invoked-Production-Variant", "AllTraffic")
         self.end_headers()
-        self.wfile.write(ANSWER)
+        self.wfile.write(body)
 
     def log_message(self, format: str, *args) -> None:
         pass

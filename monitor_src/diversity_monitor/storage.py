@@ -106,6 +106,33 @@ def write_bytes(uri: str, data: bytes, *, overwrite: bool = True) -> None:
         raise StorageError(f"{uri} already exists; not overwriting it") from error
 
 
+def write_file_atomically(path: Path, data: bytes, *, exclusive: bool = False) -> int:
+    """Write a local file under a temporary name beside it, then rename: readers see all of it or none.
+
+    A full disk or a stop leaves no half-written file under the real name (the temporary one is
+    removed) and raises the OSError. `exclusive` refuses to replace an existing file. Returns the size.
+    """
+    path = Path(path)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.partial")
+    try:
+        with open(temporary, "xb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        if exclusive:
+            os.link(temporary, path)  # fails with FileExistsError, never replaces
+            os.unlink(temporary)
+        else:
+            os.replace(temporary, path)
+    except BaseException:
+        try:
+            temporary.unlink()
+        except OSError:
+            pass
+        raise
+    return len(data)
+
+
 def exists(uri: str) -> bool:
     if is_s3(uri):
         location = S3Location.parse(uri)

@@ -8,6 +8,8 @@ name so one server covers the cases the job must handle:
 - `broken-*`: a fixed share of sessions (those whose id ends in 7 or 8: 20%) always fail with a 500;
 - `throttled-*`: the first call of every session is throttled (HTTP 400 ThrottlingException);
 - `truncated-*`: the response declares more bytes than it sends, then the connection closes;
+- `hostile-*`: everyone gets the same list of `HOSTILE_ARTICLES`, ids carrying HTML (a report must
+  show them as text);
 - anything else: "Could not find endpoint" as SageMaker answers.
 Latency can be added with `latency_ms` via the server's constructor (benchmarks); `on_invoke`
 is called with (endpoint, call number) before each answer, for tests that change the world
@@ -47,6 +49,16 @@ def healthy_list(user: str, k: int) -> list[str]:
     seed = _seed(user)
     categories = [CATEGORIES[(seed + offset) % len(CATEGORIES)] for offset in range(7)]
     return [f"{categories[i % 7]}-{(seed // 7 + i) % ARTICLES_PER_CATEGORY:02d}" for i in range(k)]
+
+
+# Article ids a compromised or buggy model could return; `hostile_catalog_rows` gives them categories with HTML too.
+HOSTILE_ARTICLES = ["<img src=x onerror=\"document.title='pwned'\">", "<script>document.title='pwned'</script>",
+                    "<b>bold-id</b>"]
+HOSTILE_CATEGORY = "<i>news</i><img src=y onerror=\"document.title='pwned'\">"
+
+
+def hostile_catalog_rows() -> list[tuple[str, str]]:
+    return [*catalog_rows(), *((article, HOSTILE_CATEGORY) for article in HOSTILE_ARTICLES)]
 
 
 def collapsed_list(user: str, k: int) -> list[str]:
@@ -125,6 +137,8 @@ class RuntimeServer:
             articles = healthy_list(user, k)
         elif kind == "collapsed":
             articles = collapsed_list(user, k)
+        elif kind == "hostile":
+            articles = (HOSTILE_ARTICLES * k)[:k]
         elif kind == "flaky" and attempt % 4 == 1:
             return _error("ModelError", "Received server error (500) from primary", 424,
                           OriginalStatusCode=500, OriginalMessage="model crashed")

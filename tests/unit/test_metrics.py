@@ -145,3 +145,11 @@ def test_batched_counting_equals_the_plain_definition(k):
     assert (diversity.unknown_articles, diversity.lists_with_unknown_articles, diversity.short_lists) == unknowns
     assert [(s.top_article_id, s.top_article_share, s.distinct_articles) for s in collapse.slots] == shares
     assert collapse.distinct_articles == distinct
+
+
+def test_category_shares_count_filled_catalogued_slots_largest_first():
+    catalog = {"a": "news", "b": "sports", "c": "news", "d": "tv"}
+    # news in 3 of the 5 filled slots; "x" is not in the catalog and counts nowhere here.
+    collapse = accumulate([["a", "b", "c"], ["a", "d", "x"]], catalog, 3).collapse()
+    assert collapse.category_shares == (("news", 0.6), ("sports", 0.2), ("tv", 0.2))
+    assert accumulate([], catalog, 3).collapse().category_shares == ()

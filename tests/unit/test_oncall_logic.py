@@ -21,8 +21,8 @@ from diversity_monitor.demo.scenario import (
     VALIDATION_URI,
     VARIANT,
 )
+from diversity_monitor.job.past_reports import HourReport
 from diversity_monitor.oncall import failed_run, incident
-from diversity_monitor.oncall.report_history import HourReport
 from diversity_monitor.setup.deployment import Deployment
 from diversity_monitor.setup.schedule import MonitorSpec, monitoring_job_definition
 

@@ -28,9 +28,9 @@ from diversity_monitor import storage
 from diversity_monitor.conventions import DEFAULT_MIN_DIVERSITY
 from diversity_monitor.demo.scenario import ENDPOINT, REPORTS_URI, SCHEDULE, IncidentScenario, ScenarioPlan
 from diversity_monitor.job import report_views as report
+from diversity_monitor.job.past_reports import load_reports
 from diversity_monitor.local.clock import SimulatedClock
 from diversity_monitor.local.platform import isolate_aws_environment, restore_aws_environment
-from diversity_monitor.oncall import report_history
 from diversity_monitor.oncall.report_history import alarm_states, state_at
 
 DEMO_ROOT = Path("demo-output")
@@ -62,7 +62,7 @@ def timeline(scenario: IncidentScenario) -> pd.DataFrame:
     executions = boto3.client("sagemaker").list_monitoring_executions(
         MonitoringScheduleName=SCHEDULE, SortBy="ScheduledTime", SortOrder="Ascending", MaxResults=100,
     )["MonitoringExecutionSummaries"]
-    reports = {r.hour: r for r in report_history.load_reports(
+    reports = {r.hour: r for r in load_reports(
         REPORTS_URI, ENDPOINT, SCHEDULE, scenario.plan.start, scenario.now())}
     changes = alarm_states(scenario.alarm_names[0]) if scenario.alarm_names else []
     rows = []
@@ -85,7 +85,7 @@ def timeline(scenario: IncidentScenario) -> pd.DataFrame:
 
 def collect_reports(output: Path, start: datetime, end: datetime) -> int:
     count = 0
-    for hour_report in report_history.load_reports(REPORTS_URI, ENDPOINT, SCHEDULE, start, end):
+    for hour_report in load_reports(REPORTS_URI, ENDPOINT, SCHEDULE, start, end):
         folder = output / "reports" / hour_report.hour.strftime("%Y-%m-%d-%H")
         folder.mkdir(parents=True, exist_ok=True)
         for uri in hour_report.files:

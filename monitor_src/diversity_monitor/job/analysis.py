@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from diversity_monitor import storage
 from diversity_monitor.conventions import RUNBOOKS_README, STATISTICS_FILE, VIOLATIONS_FILE
 from diversity_monitor.job.baseline import dumps, load_baseline
 from diversity_monitor.job.compare import check
@@ -86,6 +87,7 @@ def run_monitoring(context: MonitoringContext, *, progress: bool = False) -> Run
             "window_start": context.start_time.isoformat() if context.start_time else None,
             "window_end": context.end_time.isoformat() if context.end_time else None,
             "min_diversity": context.min_diversity,
+            "min_success_rate": context.min_success_rate,
             "runbook": RUNBOOKS_README,
         },
         progress=progress,
@@ -99,4 +101,4 @@ def run_monitoring(context: MonitoringContext, *, progress: bool = False) -> Run
 
 
 def _write_json(path: Path, document: dict) -> None:
-    path.write_bytes(dumps(document))
+    storage.write_file_atomically(path, dumps(document))

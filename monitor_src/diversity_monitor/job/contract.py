@@ -149,6 +149,22 @@ def invoke_name_problem(text: str, member: str) -> str | None:
     return f"is not valid for InvokeEndpoint's {member} ({problems[0][2]})" if problems else None
 
 
+def schedule_name_problem(text: str) -> str | None:
+    """Why `text` is no schedule name the platform could have given, or None.
+
+    The MonitoringSchedule dimension is a Model Monitor schedule's name, or for the plain
+    Processing path an EventBridge Scheduler schedule's: either service model's rules will do.
+    Checked on every run, not only when publishing: the name is shown in the report too.
+    """
+    shapes = (service_schema.service_model("sagemaker").shape_for("MonitoringScheduleName"),
+              service_schema.operation_model("scheduler", "CreateSchedule").input_shape.members["Name"])
+    problems = [service_schema.constraint_problems(text, shape) for shape in shapes]
+    if all(problems) or not 1 <= len(text) <= 64:
+        return (f"is neither a Model Monitor schedule name ({problems[0][0][2] if problems[0] else 'too long'}) "
+                f"nor an EventBridge Scheduler schedule name ({problems[1][0][2] if problems[1] else 'too long'})")
+    return None
+
+
 def add_replay_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments shared by `run`, `baseline` and `replay`: what to replay and how."""
     parser.add_argument("--validation-set", required=True, metavar="URI",
@@ -327,6 +343,9 @@ def load_context(arguments: list[str], env: Mapping[str, str] | None = None) -> 
         )
     namespace = args.metrics_namespace or METRICS_NAMESPACE
     schedule = env.get(ENV_SCHEDULE) or None
+    problem = schedule_name_problem(schedule) if schedule is not None else None
+    if problem:
+        raise ContractError(f"environment variable {ENV_SCHEDULE}={schedule!r} {problem}")
     if publish or args.put_metric_data:
         try:
             cloudwatch.check_namespace(namespace)

@@ -36,7 +36,7 @@ from diversity_monitor.job.analysis import preflight
 from diversity_monitor.job.contract import ContractError, MonitoringContext
 from diversity_monitor.job.inputs import InputError
 from diversity_monitor.job.model_monitor_files import BaselineError
-from diversity_monitor.job.report import ReportFailed, execute_report, render_html
+from diversity_monitor.job.report import ReportFailed, execute_report, render_html, report_title
 
 EXIT_FAILED = 1
 
@@ -81,13 +81,11 @@ def _run(arguments: list[str], env) -> int:
         folder.mkdir(parents=True, exist_ok=True)
         try:
             execute_report(context, folder)
-        finally:
-            if (folder / EXECUTED_NOTEBOOK).exists():
-                try:
-                    render_html(folder)
-                except Exception as error:  # the HTML is a convenience; never mask the real outcome
-                    print(f"warning: could not render HTML report: {error}", file=sys.stderr)
+        except ReportFailed:
+            _render_partial(folder, context)
+            raise
         statistics = _read(folder / STATISTICS_FILE)
+        render_html(folder, report_title(folder, f"{context.endpoint_name}: report"))
         violations = _read(folder / VIOLATIONS_FILE)["violations"]
     except (JobFailed, ReportFailed) as error:
         return _fail(str(error))
@@ -105,6 +103,16 @@ def _run(arguments: list[str], env) -> int:
     contract.write_message(message)
     print(f"{message} ({published})")
     return 0
+
+
+def _render_partial(folder: Path, context) -> None:
+    """A failed run's partial notebook as HTML too, when it can be had; the failure is what the run reports."""
+    if not (folder / EXECUTED_NOTEBOOK).exists():
+        return
+    try:
+        render_html(folder, f"{context.endpoint_name}: FAILED run")
+    except Exception as error:  # never mask the failure being reported
+        print(f"warning: could not render the failed run's HTML report: {error}", file=sys.stderr)
 
 
 def _read(path: Path) -> dict:

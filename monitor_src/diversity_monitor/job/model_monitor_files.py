@@ -98,6 +98,7 @@ def statistics_document(m: Measurement, *, reliable: bool, context: Mapping[str,
         "short_lists": d.short_lists,
         "distinct_articles": m.collapse.distinct_articles,
         "max_slot_concentration": m.collapse.max_slot_concentration,
+        "category_shares": [{"category": category, "share": share} for category, share in m.collapse.category_shares],
         "slot_collapse": [
             {"slot": s.slot, "lists": s.lists, "top_article_id": s.top_article_id,
              "top_article_share": s.top_article_share, "distinct_articles": s.distinct_articles}

@@ -55,7 +55,7 @@ from botocore.exceptions import (
     ConnectionError as BotocoreConnectionError,
 )
 from tenacity import RetryError, Retrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
-from tqdm.auto import tqdm
+from tqdm import tqdm  # text progress to stderr: no ipywidgets warning in the report kernel
 
 from diversity_monitor.aws import service_schema
 from diversity_monitor.clock import iso_z, utcnow

@@ -1,50 +1,191 @@
-"""Tables and figures for the report notebook and the investigation notebooks.
+"""The hourly report's views (verdict, tables, figures), and figures the investigation notebooks share.
 
 Everything here reads statistics / violations documents (the files a run leaves in S3), so the
 same views work on a run that just happened and on one from last week.
+
+The report is read in a browser as `report.html`, often on a phone, by an on-call engineer who
+wants the verdict first. So:
+- the verdict (HEALTHY / VIOLATED / BLIND) is one block at the top, in words and colour, with the
+  headline figures against the baseline and the floor and the runbook to open;
+- figures are returned as PNG images (`figure_image`), never left to the matplotlib backend: the
+  container runs with MPLBACKEND=Agg, where a bare figure displays nothing;
+- every text that comes from outside the kit (endpoint, schedule, article ids, categories,
+  violation descriptions) goes through `html.escape` before it is rendered: a crafted name shows
+  as text, never as markup; tables are rendered whole (no cut descriptions).
 """
 
 from __future__ import annotations
 
+import html
+import io
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
 
 import pandas as pd
 
-from diversity_monitor.job.model_monitor_files import CUSTOM_BLOCK, Violation
+from diversity_monitor.clock import parse_instant
+from diversity_monitor.conventions import (
+    CUSTOM_BLOCK,
+    DIVERSITY_ALARM_RUNBOOK,
+    FAILED_RUN_RUNBOOK,
+)
+from diversity_monitor.job.model_monitor_files import Violation, constraint_bounds
+from diversity_monitor.job.past_reports import TREND_HOURS
+
+HEALTHY, VIOLATED, BLIND = "HEALTHY", "VIOLATED", "BLIND"
+_COLOURS = {HEALTHY: ("#e6f4ea", "#1e7b34"), VIOLATED: ("#fce8e6", "#b3261e"), BLIND: ("#fff4e0", "#8a5300")}
+_MEANING = {
+    HEALTHY: "The replayed sessions got varied recommendations, as the baseline and the floor expect. Nothing to do.",
+    VIOLATED: ("The recommendations this hour broke the checks below. If the diversity alarm fired, "
+               "confirm and roll back with the runbook."),
+    BLIND: ("This run could not see well enough to judge diversity: its figures are withheld, so no alarm "
+            "is fed from them. Find out why with the runbook."),
+}
+_RUNBOOK = {HEALTHY: None, VIOLATED: DIVERSITY_ALARM_RUNBOOK, BLIND: FAILED_RUN_RUNBOOK}
 
 
-def header_markdown(statistics: Mapping) -> str:
+@dataclass(frozen=True)
+class Verdict:
+    """What one run concluded, as the first lines of its report say it."""
+
+    status: str  # HEALTHY | VIOLATED | BLIND
+    reasons: tuple[str, ...]  # the violations' descriptions (VIOLATED), or why the run was blind (BLIND)
+    endpoint: str
+    schedule: str | None
+    hour: datetime | None  # the scheduled hour (the window's end); None for an ad hoc run
+
+    @property
+    def meaning(self) -> str:
+        return _MEANING[self.status]
+
+    @property
+    def runbook(self) -> str | None:
+        return _RUNBOOK[self.status]
+
+    @property
+    def when(self) -> str:
+        return f"{self.hour:%Y-%m-%d %H:00} UTC" if self.hour else "ad hoc run"
+
+    @property
+    def title(self) -> str:
+        """The page title: endpoint, hour, verdict (a browser tab or a list of reports tells them apart)."""
+        return f"{self.endpoint} {self.when}: {self.status}"
+
+
+def _violation_items(violations: Sequence[Violation] | Mapping | Sequence[Mapping]) -> list[dict]:
+    if isinstance(violations, Mapping):
+        return list(violations.get("violations", []))
+    return [v.to_dict() if isinstance(v, Violation) else dict(v) for v in violations]
+
+
+def verdict(statistics: Mapping, violations: Sequence[Violation] | Mapping | Sequence[Mapping]) -> Verdict:
+    """HEALTHY without violations; BLIND when the run could not vouch for its figures (too few sessions
+    replayed, a catalog that does not know the served articles); VIOLATED otherwise."""
     block = statistics[CUSTOM_BLOCK]
-    window = (
-        f"{block.get('window_start')} to {block.get('window_end')}" if block.get("window_end") else "ad hoc run"
-    )
-    lines = [
-        f"# Recommender diversity: `{block.get('endpoint')}`",
-        f"- Monitoring schedule: `{block.get('monitoring_schedule') or 'none'}`; window: {window}",
-        f"- Measured at {block['measured_at']} over {block['sessions_succeeded']} of "
-        f"{block['sessions_attempted']} replayed sessions (top-{block['k']}).",
-        f"- On-call: if this report shows violations or the diversity alarm fired, open "
-        f"`{block.get('runbook', 'runbooks/README.md')}` (runbook `runbooks/diversity_alarm.ipynb`).",
+    items = _violation_items(violations)
+    blind = [item["description"] for item in items if item.get("constraint_check_type") == "completeness_check"]
+    if not block.get("diversity_reliable", True) and not blind:
+        blind = [f"only {block.get('sessions_succeeded')} of {block.get('sessions_attempted')} sessions replayed"]
+    if blind:
+        status, reasons = BLIND, tuple(blind)
+    elif items:
+        status, reasons = VIOLATED, tuple(item["description"] for item in items)
+    else:
+        status, reasons = HEALTHY, ()
+    window_end = block.get("window_end")
+    return Verdict(status, reasons, str(block.get("endpoint") or "unknown endpoint"),
+                   block.get("monitoring_schedule"), parse_instant(window_end) if window_end else None)
+
+
+def _figure_text(value, digits: int = 2) -> str:
+    if value is None:
+        return "n/a"
+    return f"{value:.{digits}f}" if isinstance(value, float) else str(value)
+
+
+def headline_rows(statistics: Mapping, baseline_statistics: Mapping | None,
+                  constraints: Mapping | None = None) -> list[tuple[str, str, str, str]]:
+    """(figure, this run, baseline, limits) for the figures the verdict rests on."""
+    block = statistics[CUSTOM_BLOCK]
+    base = baseline_statistics[CUSTOM_BLOCK] if baseline_statistics else {}
+    k = block.get("k")
+    bounds = constraint_bounds(constraints, k) if constraints is not None else None
+    floor = block.get("min_diversity")
+    shown = (lambda key: _figure_text(block.get(key))) if block.get("diversity_reliable", True) else (lambda key: "withheld")
+    baseline = (lambda key: _figure_text(base.get(key))) if base else (lambda key: "no baseline")
+    mean_limits = [f"≥ {floor:g} (floor)"] if floor is not None else []
+    if bounds:
+        mean_limits.append(f"≥ {bounds.mean_lower_bound:g} (baseline)")
+    return [
+        (f"mean categories per top-{k}", shown("mean"), baseline("mean"), ", ".join(mean_limits)),
+        (f"p5 categories per top-{k}", shown("p5"), baseline("p5"), f"≥ {bounds.p5_lower_bound:g}" if bounds else ""),
+        ("most frequent article's share in one slot", shown("max_slot_concentration"),
+         baseline("max_slot_concentration"), f"≤ {bounds.slot_upper_bound:.2f}" if bounds else ""),
+        ("sessions replayed", f"{block.get('sessions_succeeded')} of {block.get('sessions_attempted')}", "",
+         f"≥ {block['min_success_rate']:.0%}" if block.get("min_success_rate") is not None else ""),
     ]
+
+
+def verdict_html(statistics: Mapping, violations, baseline_statistics: Mapping | None = None,
+                 constraints: Mapping | None = None, runbook_url: str | None = None) -> str:
+    """The report's first block: verdict in words and colour, headline figures, meaning, runbook."""
+    found = verdict(statistics, violations)
+    background, ink = _COLOURS[found.status]
+    e = html.escape
+    block = statistics[CUSTOM_BLOCK]
+    where = f"schedule <code>{e(found.schedule)}</code>, " if found.schedule else ""
+    rows = "".join(
+        f"<tr><th scope='row'>{e(name)}</th><td>{e(now)}</td><td>{e(base)}</td><td>{e(limit)}</td></tr>"
+        for name, now, base, limit in headline_rows(statistics, baseline_statistics, constraints))
+    reasons = "".join(f"<li>{e(reason)}</li>" for reason in found.reasons)
+    runbook = ""
+    if found.runbook:
+        target = f"{runbook_url.rstrip('/')}/{found.runbook.split('/', 1)[1]}" if runbook_url else None
+        link = f"<a href='{e(target)}'>{e(found.runbook)}</a>" if target else f"<code>{e(found.runbook)}</code>"
+        runbook = f"<p class='dm-runbook'>Runbook: {link}</p>"
     serving = block.get("serving")
-    if serving:
-        lines.append(f"- {serving_line(serving)}")
-    if not block["diversity_reliable"]:
-        lines.append(
-            f"- **Replay incomplete ({block['success_rate']:.1%} succeeded): diversity figures below are not "
-            "published and must not be read as healthy or broken.**"
-        )
-    return "\n".join(lines)
+    served = f"<p class='dm-served'>{e(serving_line(serving))}</p>" if serving else ""
+    return (
+        f"<section class='dm-verdict dm-{found.status.lower()}' style='background:{background};"
+        f"border-left:6px solid {ink};padding:0.6em 1em;margin:0 0 1em 0'>"
+        f"<h1 style='color:{ink};margin:0.2em 0'>{e(found.status)}</h1>"
+        f"<p class='dm-where'>Endpoint <code>{e(found.endpoint)}</code>, {where}"
+        f"{e(found.when)}, measured at {e(str(block.get('measured_at')))}</p>"
+        f"<p class='dm-meaning'>{e(found.meaning)}</p>"
+        f"{f'<ul class=dm-reasons>{reasons}</ul>' if reasons else ''}"
+        f"<table class='dm-headline'><thead><tr><th></th><th>this run</th><th>baseline</th><th>must be</th></tr>"
+        f"</thead><tbody>{rows}</tbody></table>{served}{runbook}</section>"
+    )
+
+
+def figure_image(figure):
+    """The figure as a PNG image output (and closed): renders under any matplotlib backend, Agg included."""
+    import matplotlib.pyplot as plt
+    from IPython.display import Image
+
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=100)
+    plt.close(figure)
+    return Image(data=buffer.getvalue(), format="png")
+
+
+def table_html(frame: pd.DataFrame, empty: str, *, index: bool = True) -> str:
+    """A table rendered whole (no cut cells), its text escaped; `empty` said in words when it has no rows."""
+    if frame.empty:
+        return f"<p class='dm-empty'>{html.escape(empty)}</p>"
+    with pd.option_context("display.max_colwidth", None):
+        return frame.to_html(escape=True, border=0, classes="dm-table", na_rep="", index=index)
 
 
 def serving_line(serving: Mapping) -> str:
     """Which endpoint config served the replay, in words (the on-call's first question)."""
     if serving.get("error"):
         return f"Served by: unknown ({serving['error']})"
-    models = ", ".join(f"{variant}: `{model}`" for variant, model in (serving.get("models") or {}).items())
-    line = f"Served by endpoint config `{serving.get('endpoint_config')}` ({models or 'no variants listed'})"
+    models = ", ".join(f"{variant}: {model}" for variant, model in (serving.get("models") or {}).items())
+    line = f"Served by endpoint config {serving.get('endpoint_config')} ({models or 'no variants listed'})"
     if serving.get("changed_during_replay"):
-        line += " **but the endpoint changed or was updating during the replay: figures mix configs**"
+        line += ", but the endpoint changed or was updating during the replay: figures mix configs"
     return line
 
 
@@ -97,14 +238,122 @@ def histogram_figure(statistics: Mapping, baseline_statistics: Mapping | None = 
     return figure
 
 
+def categories_table(statistics: Mapping, baseline_statistics: Mapping | None = None, top: int = 12) -> pd.DataFrame:
+    """The categories shown most this run (share of filled slots), next to their baseline share."""
+    def shares(document: Mapping | None) -> dict[str, float]:
+        items = (document or {}).get(CUSTOM_BLOCK, {}).get("category_shares") or []
+        return {item["category"]: item["share"] for item in items}
+
+    current, baseline = shares(statistics), shares(baseline_statistics)
+    frame = pd.DataFrame({"category": list(current)[:top], "share of slots": list(current.values())[:top]})
+    if baseline_statistics is not None:
+        frame["baseline share"] = [baseline.get(category, 0.0) for category in frame["category"]]
+    return frame.round(3)
+
+
+def categories_html(statistics: Mapping, baseline_statistics: Mapping | None = None) -> str:
+    return table_html(categories_table(statistics, baseline_statistics), "No categories (nothing was replayed).",
+                      index=False)
+
+
 def slot_collapse_table(statistics: Mapping) -> pd.DataFrame:
     table = pd.DataFrame(statistics[CUSTOM_BLOCK]["slot_collapse"]).set_index("slot")
     return table[["top_article_id", "top_article_share", "distinct_articles", "lists"]]
 
 
+def note_html(note: str | None) -> str:
+    """A short remark under a figure (why the history is short...); nothing when there is none."""
+    return f"<p class='dm-note'>{html.escape(note)}</p>" if note else ""
+
+
+def slot_bound(constraints: Mapping | None, k: int) -> float | None:
+    """The slot-concentration bound the run was checked against (constraints.json), if it had one."""
+    return constraint_bounds(constraints, k).slot_upper_bound if constraints is not None else None
+
+
 def violations_table(violations: Sequence[Violation] | Mapping) -> pd.DataFrame:
-    items = violations["violations"] if isinstance(violations, Mapping) else [v.to_dict() for v in violations]
-    return pd.DataFrame(items, columns=["feature_name", "constraint_check_type", "description"])
+    return pd.DataFrame(_violation_items(violations), columns=["feature_name", "constraint_check_type", "description"])
+
+
+def violations_html(violations: Sequence[Violation] | Mapping) -> str:
+    return table_html(violations_table(violations), "No violations.", index=False)
+
+
+def histogram_image(statistics: Mapping, baseline_statistics: Mapping | None = None, min_diversity: float | None = None):
+    return figure_image(histogram_figure(statistics, baseline_statistics, min_diversity))
+
+
+def slot_collapse_figure(statistics: Mapping, slot_bound: float | None = None):
+    """Per slot, the share of sessions shown that slot's most frequent article (a frozen slot is a tall bar)."""
+    import matplotlib.pyplot as plt
+
+    table = slot_collapse_table(statistics)
+    figure, axis = plt.subplots(figsize=(7, 3.0))
+    shares = table["top_article_share"].fillna(0.0)
+    colours = ["#b3261e" if slot_bound is not None and share > slot_bound else "#3b75af" for share in shares]
+    axis.bar(table.index, shares, color=colours, label="most frequent article's share")
+    if slot_bound is not None:
+        axis.axhline(slot_bound, color="#b3261e", linestyle="--", label=f"bound {slot_bound:.0%}")
+    axis.set_ylim(0, 1.05)
+    axis.set_xlabel("slot (rank in the top list)")
+    axis.set_ylabel("share of sessions")
+    axis.set_xticks(list(table.index))
+    axis.legend(loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=2, fontsize=8, frameon=False)
+    figure.tight_layout()
+    return figure
+
+
+def slot_collapse_html(statistics: Mapping) -> str:
+    return table_html(slot_collapse_table(statistics).reset_index(), "No slot figures (nothing was replayed).",
+                      index=False)
+
+
+# --- the trend: this schedule's last hours ------------------------------------------------------
+
+def trend_frame(history: Sequence, statistics: Mapping, violations) -> pd.DataFrame:
+    """One row per scheduled hour (earlier reports, then this run): mean, p5, and how it ended."""
+    rows = []
+    for report in history:
+        figures = report.figures
+        reliable = report.statistics is not None and figures.get("diversity_reliable", True)
+        rows.append({"hour": report.hour, "mean": figures.get("mean") if reliable else None,
+                     "p5": figures.get("p5") if reliable else None,
+                     "outcome": "failed" if report.statistics is None else
+                     verdict(report.statistics, report.violations).status})
+    this = verdict(statistics, violations)
+    block = statistics[CUSTOM_BLOCK]
+    reliable = block.get("diversity_reliable", True)
+    rows.append({"hour": this.hour or parse_instant(block["measured_at"]), "mean": block.get("mean") if reliable else None,
+                 "p5": block.get("p5") if reliable else None, "outcome": this.status})
+    return pd.DataFrame(rows, columns=["hour", "mean", "p5", "outcome"])
+
+
+def trend_figure(frame: pd.DataFrame, floor: float | None, k: int):
+    """Mean and p5 per scheduled hour with the floor; violated hours red, blind or failed hours grey."""
+    import matplotlib.dates as mdates
+    import matplotlib.pyplot as plt
+
+    hours = pd.to_datetime(frame["hour"], utc=True)
+    figure, axis = plt.subplots(figsize=(7, 3.0))
+    axis.plot(hours, frame["mean"], marker="o", color="#3b75af", label=f"mean categories per top-{k}")
+    axis.plot(hours, frame["p5"], marker=".", linestyle=":", color="#3b75af", label="p5")
+    violated = frame["outcome"] == VIOLATED
+    axis.scatter(hours[violated], frame["mean"][violated], s=80, color="#b3261e", zorder=3, label="violated")
+    unseen = frame["outcome"].isin([BLIND, "failed"])
+    for hour in hours[unseen]:
+        axis.axvspan(hour - pd.Timedelta(minutes=30), hour + pd.Timedelta(minutes=30), color="grey", alpha=0.25)
+    if floor is not None:
+        axis.axhline(floor, color="#b3261e", linestyle="--", label=f"floor {floor:g}")
+    axis.set_ylim(0, k + 0.5)
+    axis.set_ylabel("distinct categories")
+    last = hours.max()  # always the whole day, however few hours left a report
+    axis.set_xlim(last - pd.Timedelta(hours=TREND_HOURS, minutes=30), last + pd.Timedelta(minutes=30))
+    axis.xaxis.set_major_locator(mdates.HourLocator(byhour=range(0, 24, 3)))
+    axis.xaxis.set_major_formatter(mdates.DateFormatter("%H:%M"))
+    axis.set_xlabel(f"scheduled hour, UTC, to {last:%Y-%m-%d %H:%M} (grey: blind or failed)")
+    axis.legend(loc="lower left", fontsize=7, ncol=2)
+    figure.tight_layout()
+    return figure
 
 
 def timeline_figure(table: pd.DataFrame, events=(), threshold: float | None = None):

@@ -78,6 +78,9 @@ class CollapseSummary:
     slots: tuple[SlotCollapse, ...]
     distinct_articles: int  # across all positions of all top-k lists
     max_slot_concentration: float | None  # max over slots of top_article_share
+    # (category, share of the filled slots of catalogued articles showing it), largest first: what
+    # a collapse collapsed onto. Articles missing from the catalog are counted apart, never here.
+    category_shares: tuple[tuple[str, float], ...] = ()
 
 
 def top_k_slots(article_ids: Sequence[str], k: int) -> list[str | None]:
@@ -99,6 +102,7 @@ class CatalogIndex:
         self.category_codes = np.array(
             [codes.setdefault(category, len(codes)) for category in catalog.values()] + [-1, -1], dtype=np.int32
         )
+        self.categories: list[str] = list(codes)  # code -> category
 
     def __len__(self) -> int:
         return len(self.article_ids)
@@ -232,7 +236,16 @@ class DiversityAccumulator:
                                       int(np.count_nonzero(row_counts)) + len(others)))
         distinct = int(np.count_nonzero(counts.any(axis=0))) + len(set().union(*self._unknown_slot_counts))
         shares = [slot.top_article_share for slot in slots if slot.top_article_share is not None]
-        return CollapseSummary(tuple(slots), distinct, max(shares) if shares else None)
+        return CollapseSummary(tuple(slots), distinct, max(shares) if shares else None, self._category_shares(counts))
+
+    def _category_shares(self, counts: np.ndarray) -> tuple[tuple[str, float], ...]:
+        shown = np.bincount(self.index.category_codes[:-2], weights=counts.sum(axis=0),
+                            minlength=len(self.index.categories))
+        total = shown.sum()
+        if not total:
+            return ()
+        order = sorted(np.flatnonzero(shown).tolist(), key=lambda code: (-shown[code], self.index.categories[code]))
+        return tuple((self.index.categories[code], float(shown[code] / total)) for code in order)
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, DiversityAccumulator):

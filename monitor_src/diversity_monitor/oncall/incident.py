@@ -46,18 +46,8 @@ from diversity_monitor.conventions import (
 from diversity_monitor.job import analysis, baseline, contract
 from diversity_monitor.job.contract import ReplaySettings
 from diversity_monitor.job.model_monitor_files import Violation, constraint_bounds
-from diversity_monitor.oncall.report_history import (
-    FAILED,
-    OK,
-    VIOLATIONS_FOUND,
-    AlarmChange,
-    ConfigChange,
-    HourReport,
-    ServedSpan,
-    config_changes,
-    load_reports,
-    served_spans,
-)
+from diversity_monitor.job.past_reports import FAILED, OK, VIOLATIONS_FOUND, HourReport, load_reports
+from diversity_monitor.oncall.report_history import AlarmChange, ConfigChange, ServedSpan, config_changes, served_spans
 from diversity_monitor.oncall.report_history import alarm_history as _alarm_history
 from diversity_monitor.setup import deployment
 from diversity_monitor.setup.alarms import alarm_names

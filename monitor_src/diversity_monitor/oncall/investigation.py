@@ -1,6 +1,6 @@
 """Notebook 04's data: one endpoint, one time range, everything a regression investigation reads.
 
-- the hourly reports of the schedule (`report_history.load_reports`: only the hour folders in the
+- the hourly reports of the schedule (`job.past_reports.load_reports`: only the hour folders in the
   range are listed), with the diversity alarm's state at each hour;
 - deploys: the changes of serving endpoint config between runs, as the reports record them
   (`report_history.config_changes`; the latest one timed exactly by DescribeEndpoint);
@@ -26,8 +26,8 @@ from diversity_monitor.capture.reader import live_diversity
 from diversity_monitor.conventions import DEFAULT_MIN_DIVERSITY, DEFAULT_TOP_K
 from diversity_monitor.job import report_views as report
 from diversity_monitor.job.inputs import load_catalog
+from diversity_monitor.job.past_reports import HourReport, load_reports
 from diversity_monitor.oncall import report_history
-from diversity_monitor.oncall.report_history import HourReport
 from diversity_monitor.setup import deployment
 from diversity_monitor.setup.alarms import alarm_names
 
@@ -168,7 +168,7 @@ def investigate(endpoint_name: str, schedule_name: str, reports_s3_uri: str, cap
                 start: datetime, end: datetime, min_diversity: float = DEFAULT_MIN_DIVERSITY, progress: bool = True) -> Investigation:
     if not start < end:
         raise ValueError(f"start {start.isoformat()} must be before end {end.isoformat()}")
-    reports = report_history.load_reports(reports_s3_uri, endpoint_name, schedule_name, start, end)
+    reports = load_reports(reports_s3_uri, endpoint_name, schedule_name, start, end)
     if not reports:
         raise ValueError(f"no reports under {reports_s3_uri}/{endpoint_name}/{schedule_name}/ between "
                          f"{start.isoformat()} and {end.isoformat()}")

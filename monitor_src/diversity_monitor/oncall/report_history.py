@@ -1,8 +1,7 @@
-"""The hourly reports a schedule left in S3, read back for a time range, and what they say happened.
+"""What the hourly reports a schedule left say happened: outcomes, who served, the alarm's history.
 
-Model Monitor's layout: `<S3Uri>/<endpoint>/<schedule>/yyyy/mm/dd/hh/` per scheduled hour, holding
-statistics.json, constraint_violations.json and (ours) report.ipynb / report.html. Only the hour
-folders inside the range are listed, so a day's view reads 24 prefixes, not the whole bucket.
+Reading the reports back (Model Monitor's layout, only the hour folders of a range) is
+`job.past_reports`; this module interprets them for the on-call.
 
 Each report records which endpoint config served its replay (`serving` in the custom block,
 observed by the job around the replay). That is the deployment history the on-call needs:
@@ -17,85 +16,14 @@ from dataclasses import dataclass
 from datetime import datetime
 
 import boto3
-import orjson
 import pandas as pd
 
-from diversity_monitor import storage
-from diversity_monitor.clock import as_utc, hour_marks, parse_instant
+from diversity_monitor.clock import as_utc
 from diversity_monitor.conventions import (
-    CUSTOM_BLOCK,
     EXECUTED_HTML,
     EXECUTED_NOTEBOOK,
-    STATISTICS_FILE,
-    VIOLATIONS_FILE,
-    report_hour_prefix,
 )
-
-# A run's outcome as its folder shows it. A failed run leaves no statistics.json (at most a partial
-# notebook): it is neither good nor bad evidence about the endpoint.
-OK, VIOLATIONS_FOUND, FAILED = "ok", "violations", "failed"
-
-
-@dataclass(frozen=True)
-class HourReport:
-    hour: datetime  # the scheduled hour (end of the analysed window), UTC
-    prefix: str
-    statistics: dict | None
-    violations: list[dict]
-    files: tuple[str, ...]
-
-    @property
-    def figures(self) -> dict:
-        return (self.statistics or {}).get(CUSTOM_BLOCK, {})
-
-    @property
-    def status(self) -> str:
-        if self.statistics is None:
-            return FAILED
-        return VIOLATIONS_FOUND if self.violations else OK
-
-    @property
-    def serving(self) -> dict:
-        """What the run recorded about the config that served its replay ({} for older reports)."""
-        return self.figures.get("serving") or {}
-
-    @property
-    def serving_config(self) -> str | None:
-        """The endpoint config that served the whole replay; None when unknown or it changed mid-replay."""
-        serving = self.serving
-        return None if serving.get("changed_during_replay") else serving.get("endpoint_config")
-
-    @property
-    def measured_at(self) -> datetime:
-        text = self.figures.get("measured_at")
-        return parse_instant(text) if text else self.hour
-
-    def file(self, name: str) -> str | None:
-        return next((uri for uri in self.files if uri.rsplit("/", 1)[-1] == name), None)
-
-
-def load_reports(reports_s3_uri: str, endpoint: str, schedule: str, start: datetime, end: datetime) -> list[HourReport]:
-    reports = []
-    for hour in hour_marks(start, end):
-        prefix = report_hour_prefix(reports_s3_uri, endpoint, schedule, hour)
-        files = tuple(storage.list_objects(prefix + "/"))
-        if not files:
-            continue
-        names = {uri.rsplit("/", 1)[-1]: uri for uri in files}
-        statistics = _json(names[STATISTICS_FILE]) if STATISTICS_FILE in names else None
-        violations = _json(names[VIOLATIONS_FILE]).get("violations", []) if VIOLATIONS_FILE in names else []
-        reports.append(HourReport(hour, prefix, statistics, violations, files))
-    return reports
-
-
-def _json(uri: str) -> dict:
-    try:
-        document = orjson.loads(storage.read_bytes(uri))
-    except orjson.JSONDecodeError as error:
-        raise storage.StorageError(f"{uri} is not valid JSON ({error})") from error
-    if not isinstance(document, dict):
-        raise storage.StorageError(f"{uri}: expected a JSON object, got {type(document).__name__}")
-    return document
+from diversity_monitor.job.past_reports import FAILED, HourReport
 
 
 def reports_frame(reports: list[HourReport]) -> pd.DataFrame:
