@@ -121,7 +121,7 @@ def test_healthy_endpoint_completes_with_sdk_readable_reports(stack_env, tmp_pat
     assert serving["observed_at"].endswith("Z")
     assert {**serving, "observed_at": None} == {
         "endpoint_config": HEALTHY_CONFIG, "models": {"AllTraffic": HEALTHY_MODEL}, "observed_at": None,
-        "changed_during_replay": False, "error": None}
+        "changed_during_replay": False, "error": None, "capture_sampling_percentage": None}  # no capture configured
     assert HEALTHY_CONFIG in html
     # Replay traffic is marked, as the endpoint received it during this run.
     assert sorted(runtime.inference_ids) == [f"diversity-replay-20271031T0900-s{i:03d}" for i in range(SESSIONS)]
@@ -195,7 +195,8 @@ def test_endpoint_down_is_reported_as_an_outage(stack_env, tmp_path, monkeypatch
     assert block["sessions_succeeded"] == 0 and block["replay_errors"] == {"EndpointConnectionError": SESSIONS}
     assert [v["feature_name"] for v in violations["violations"]] == ["replay_success_rate"]
     values = {line["MetricName"]: line["Value"] for line in run.metric_lines}
-    assert values == {"replay_success_rate": 0.0, "replay_sessions_succeeded": 0.0}
+    # No diversity figure; the hour's capture (none staged: nothing reached the endpoint) counted as 0 lists.
+    assert values == {"replay_success_rate": 0.0, "replay_sessions_succeeded": 0.0, "live_lists": 0.0}
 
 
 def test_publish_disabled_writes_no_metrics_file(stack_env, tmp_path):
@@ -560,7 +561,8 @@ def test_serving_records_a_config_change_during_the_replay(runtime, aws_env, mon
     assert result.succeeded == 4
     serving = statistics_document(measurement, reliable=True)["diversity_monitor"]["serving"]
     assert {**serving, "observed_at": None} == {"endpoint_config": "swap-config-a", "models": {"AllTraffic": "swap-model-a"},
-                                                "observed_at": None, "changed_during_replay": True, "error": None}
+                                                "observed_at": None, "changed_during_replay": True, "error": None,
+                                                "capture_sampling_percentage": None}
 
 
 @pytest.mark.parametrize("control_plane, expected", [

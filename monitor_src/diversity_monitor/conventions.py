@@ -85,6 +85,20 @@ def diversity_metric(k: int, statistic: str = "mean") -> str:
     return f"{diversity_feature(k)}_{statistic}"
 
 
+# Live traffic (the hour's captured requests, replay excluded): the same measures, prefixed.
+LIVE_PREFIX = "live_"
+LIVE_LISTS_METRIC = "live_lists"  # how many live top lists the hour's capture held
+# Below this many live lists a run neither publishes nor judges live figures: with a per-list
+# spread of about one category, 100 lists put the mean within +-0.2 (two standard errors) and give
+# the p5 five lists to stand on; fewer would page on noise.
+MIN_LIVE_LISTS = 100
+
+
+def live_metric(name: str) -> str:
+    """`live_top10_category_diversity_mean` from `top10_category_diversity_mean`."""
+    return f"{LIVE_PREFIX}{name}"
+
+
 def slot_feature(k: int) -> str:
     return f"top{k}_max_slot_concentration"
 

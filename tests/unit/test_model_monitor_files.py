@@ -179,10 +179,12 @@ def test_baseline_statistics_of_another_k_are_refused():
 
 
 def test_serving_goes_into_the_custom_block_exactly():
-    serving = Serving("recs-config-v3", {"AllTraffic": "recs-model-v3", "Canary": "recs-model-v4"}, WHEN, False, None)
+    serving = Serving("recs-config-v3", {"AllTraffic": "recs-model-v3", "Canary": "recs-model-v4"}, WHEN, False, None,
+                      capture_sampling_percentage=20)
     m = measurement(CURRENT)
     document = statistics_document(Measurement(**{**m.__dict__, "serving": serving}), reliable=True)
     assert document["diversity_monitor"]["serving"] == {
         "endpoint_config": "recs-config-v3", "models": {"AllTraffic": "recs-model-v3", "Canary": "recs-model-v4"},
         "observed_at": "2027-10-31T09:00:00Z", "changed_during_replay": False, "error": None,
+        "capture_sampling_percentage": 20,
     }

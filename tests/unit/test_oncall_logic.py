@@ -138,3 +138,15 @@ def test_an_incident_record_is_never_overwritten(tmp_path):
     second = incident.write_summary(summary, target)
     assert first != second and second[0].endswith("-2.json")
     assert all(Path(uri).exists() for uri in (*first, *second))
+
+
+def test_live_traffic_violations_do_not_make_a_run_bad_evidence_about_its_config():
+    """After a rollback the hour's live traffic still holds the bad model's lists: the replay, which
+    the recorded config served, is what says whether that config is healthy."""
+    live_only = [{"feature_name": "live_top10_category_diversity", "constraint_check_type": "baseline_drift_check",
+                  "description": "live traffic: mean categories per top-10 2.00 is below the floor 4"}]
+    clean = HourReport(at("2027-10-31T11:00:00"), "s3://r/11", {"diversity_monitor": {"mean": 7.1}}, live_only, ())
+    assert clean.status == "ok" and clean.replay_violations == []
+    both = HourReport(at("2027-10-31T10:00:00"), "s3://r/10", {"diversity_monitor": {"mean": 2.0}},
+                      [*live_only, {"feature_name": "top10_category_diversity", "description": "mean 2.00"}], ())
+    assert both.status == "violations" and len(both.replay_violations) == 1

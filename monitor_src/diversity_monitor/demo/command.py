@@ -69,6 +69,7 @@ def timeline(scenario: IncidentScenario) -> pd.DataFrame:
     for execution in executions:
         hour = execution["ScheduledTime"]
         figures = reports[hour].figures if hour in reports else {}
+        live = figures.get("live") or {}
         rows.append({
             "hour": hour.strftime("%Y-%m-%d %H:%M"),
             "endpoint config": live_config_at(scenario.events, hour),
@@ -77,6 +78,8 @@ def timeline(scenario: IncidentScenario) -> pd.DataFrame:
             "min": figures.get("min"),
             "p5": figures.get("p5"),
             "max slot share": round(figures.get("max_slot_concentration") or 0, 2),
+            "live mean": round(live["mean"], 2) if live.get("mean") is not None else None,
+            "live lists": live.get("lists"),
             "violations": len(reports[hour].violations) if hour in reports else None,
             "alarm": state_at(changes, hour + timedelta(minutes=5)),
         })

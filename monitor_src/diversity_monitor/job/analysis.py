@@ -19,7 +19,7 @@ from diversity_monitor.job.baseline import dumps, load_baseline
 from diversity_monitor.job.compare import check
 from diversity_monitor.job.contract import MonitoringContext, ReplaySettings
 from diversity_monitor.job.inputs import load_catalog, load_validation_set
-from diversity_monitor.job.measure import Measurement, measure
+from diversity_monitor.job.measure import LiveWindow, Measurement, measure
 from diversity_monitor.job.model_monitor_files import Violation, statistics_document, violations_document
 from diversity_monitor.job.replay import ReplayResult, inference_ids
 
@@ -62,9 +62,10 @@ class Evaluation:
 
 def evaluate(endpoint_name: str, settings: ReplaySettings, run_id: str, *, min_diversity: float,
              min_success_rate: float, constraints: dict | None, constraints_source: str,
-             context: Mapping[str, object], progress: bool = False) -> Evaluation:
-    """Replay, check, and build the statistics document; writes nothing (the runbook's replay uses it too)."""
-    measurement, result = measure(endpoint_name, settings, run_id, progress=progress)
+             context: Mapping[str, object], progress: bool = False, live: LiveWindow | None = None) -> Evaluation:
+    """Replay (and read the hour's live traffic, given `live`), check, and build the statistics
+    document; writes nothing (the runbook's replay uses it too)."""
+    measurement, result = measure(endpoint_name, settings, run_id, progress=progress, live=live)
     violations = check(measurement, min_diversity=min_diversity, min_success_rate=min_success_rate,
                        constraints=constraints, constraints_source=constraints_source)
     statistics = statistics_document(measurement, reliable=measurement.success_rate >= min_success_rate,
@@ -91,6 +92,7 @@ def run_monitoring(context: MonitoringContext, *, progress: bool = False) -> Run
             "runbook": RUNBOOKS_README,
         },
         progress=progress,
+        live=LiveWindow(context.dataset_source, context.start_time, context.end_time),
     )
     folder = context.report_folder
     folder.mkdir(parents=True, exist_ok=True)

@@ -17,19 +17,19 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from diversity_monitor.conventions import SUCCESS_RATE_METRIC, diversity_feature, slot_feature
+from diversity_monitor.conventions import LIVE_PREFIX, SUCCESS_RATE_METRIC, diversity_feature, slot_feature
 from diversity_monitor.job.measure import Measurement
-from diversity_monitor.job.model_monitor_files import Violation, constraint_bounds
+from diversity_monitor.job.model_monitor_files import Bounds, Violation, constraint_bounds
+from diversity_monitor.measures.metrics import CollapseSummary, DiversitySummary
 
 MAX_UNKNOWN_ARTICLE_SHARE = 0.05
 
 
 def check(m: Measurement, *, min_diversity: float, min_success_rate: float,
           constraints: Mapping | None = None, constraints_source: str = "baseline constraints") -> list[Violation]:
-    """Every violation of this measurement, in a stable order."""
+    """Every violation of this measurement, in a stable order: the replay's, then live traffic's."""
     bounds = constraint_bounds(constraints, m.k, constraints_source) if constraints is not None else None
     violations: list[Violation] = []
-    name = diversity_feature(m.k)
     if m.success_rate < min_success_rate:
         violations.append(Violation(
             SUCCESS_RATE_METRIC, "completeness_check",
@@ -37,37 +37,50 @@ def check(m: Measurement, *, min_diversity: float, min_success_rate: float,
             f"({m.success_rate:.1%} < {min_success_rate:.0%}); diversity not evaluated. "
             f"Errors: {dict(m.replay_errors) or 'none'}",
         ))
-        return violations
-    d = m.diversity
+    else:
+        d = m.diversity
+        if d.lists and d.lists_with_unknown_articles / d.lists > MAX_UNKNOWN_ARTICLE_SHARE:
+            violations.append(Violation(
+                diversity_feature(m.k), "completeness_check",
+                f"{d.lists_with_unknown_articles} of {d.lists} lists hold articles missing from the catalog "
+                f"({d.unknown_articles} articles): refresh the catalog",
+            ))
+        violations += _figure_checks(m.diversity, m.collapse, m.k, min_diversity, bounds, prefix="", who="")
+    if m.live is not None and m.live.reliable:  # the same bounds for what real users got
+        accumulator = m.live.stats.accumulator
+        violations += _figure_checks(accumulator.diversity(), accumulator.collapse(), m.k, min_diversity, bounds,
+                                     prefix=LIVE_PREFIX, who="live traffic: ")
+    return violations
+
+
+def _figure_checks(d: DiversitySummary, collapse: CollapseSummary, k: int, min_diversity: float,
+                   bounds: Bounds | None, *, prefix: str, who: str) -> list[Violation]:
+    """The floor and the baseline's bounds, on one set of lists (the replay's, or live traffic's)."""
+    name = prefix + diversity_feature(k)
+    violations = []
     if d.mean is not None and d.mean < min_diversity:
         violations.append(Violation(
             name, "baseline_drift_check",
-            f"mean categories per top-{m.k} {d.mean:.2f} is below the floor {min_diversity:g} (--min-diversity)",
-        ))
-    if d.lists and d.lists_with_unknown_articles / d.lists > MAX_UNKNOWN_ARTICLE_SHARE:
-        violations.append(Violation(
-            name, "completeness_check",
-            f"{d.lists_with_unknown_articles} of {d.lists} lists hold articles missing from the catalog "
-            f"({d.unknown_articles} articles): refresh the catalog",
+            f"{who}mean categories per top-{k} {d.mean:.2f} is below the floor {min_diversity:g} (--min-diversity)",
         ))
     if bounds is None:
         return violations
     if d.p5 is not None and d.p5 < bounds.p5_lower_bound:
         violations.append(Violation(
             name, "baseline_drift_check",
-            f"p5 categories per top-{m.k} {d.p5} is below the baseline p5 {bounds.p5_lower_bound:g}",
+            f"{who}p5 categories per top-{k} {d.p5} is below the baseline p5 {bounds.p5_lower_bound:g}",
         ))
     if d.mean is not None and d.mean < bounds.mean_lower_bound:
         violations.append(Violation(
             name, "baseline_drift_check",
-            f"mean categories per top-{m.k} {d.mean:.2f} is below the baseline bound {bounds.mean_lower_bound:g}",
+            f"{who}mean categories per top-{k} {d.mean:.2f} is below the baseline bound {bounds.mean_lower_bound:g}",
         ))
-    share = m.collapse.max_slot_concentration
+    share = collapse.max_slot_concentration
     if share is not None and share > bounds.slot_upper_bound:
-        worst = max(m.collapse.slots, key=lambda s: s.top_article_share or 0)
+        worst = max(collapse.slots, key=lambda s: s.top_article_share or 0)
         violations.append(Violation(
-            slot_feature(m.k), "baseline_drift_check",
-            f"slot {worst.slot} shows article {worst.top_article_id} to {share:.0%} of sessions "
+            prefix + slot_feature(k), "baseline_drift_check",
+            f"{who}slot {worst.slot} shows article {worst.top_article_id} to {share:.0%} of sessions "
             f"(bound {bounds.slot_upper_bound:.0%}): recommendations are freezing",
         ))
     return violations

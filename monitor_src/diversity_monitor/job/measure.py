@@ -1,7 +1,8 @@
 """Step 4 of the run: replay the validation set and measure the ranked lists it got back.
 
 One path for the hourly run, a baseline build and an ad-hoc replay, so all three are measured
-identically; each records which endpoint config served it (`serving`).
+identically; each records which endpoint config served it (`serving`). The hourly run also
+measures the hour's live traffic (`live.py`), read from the capture while the replay runs.
 """
 
 from __future__ import annotations
@@ -9,10 +10,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 
 from diversity_monitor.clock import utcnow
 from diversity_monitor.job.contract import ReplaySettings
 from diversity_monitor.job.inputs import load_catalog, load_validation_set
+from diversity_monitor.job.live import LiveMeasurement, start_live_pass
 from diversity_monitor.job.replay import (
     EndpointReplayer,
     ReplayResult,
@@ -36,17 +39,32 @@ class Measurement:
     measured_at: datetime
     replay_errors: Mapping[str, int]
     serving: Serving | None = None
+    live: LiveMeasurement | None = None  # the hour's live traffic (hourly runs only)
 
     @property
     def success_rate(self) -> float:
         return self.sessions_succeeded / self.sessions_attempted if self.sessions_attempted else 0.0
 
 
+@dataclass(frozen=True)
+class LiveWindow:
+    """Where the hour's capture is staged and which hour it is: the live pass's inputs."""
+
+    dataset_source: Path | None
+    start: datetime | None
+    end: datetime | None
+
+
 def measure(endpoint_name: str, settings: ReplaySettings, run_id: str, *, progress: bool = True,
-            client=None, control_client=None) -> tuple[Measurement, ReplayResult]:
-    """Replay the validation set and measure it; `serving` says which endpoint config answered."""
+            client=None, control_client=None, live: LiveWindow | None = None) -> tuple[Measurement, ReplayResult]:
+    """Replay the validation set and measure it; `serving` says which endpoint config answered.
+
+    With `live`, the window's capture is measured too, on a thread beside the replay.
+    """
     sessions = load_validation_set(settings.validation_set)
     catalog = load_catalog(settings.catalog)
+    live_pass = (start_live_pass(live.dataset_source, catalog, settings.top_k, live.start, live.end,
+                                 settings.response_path) if live is not None else None)
     control_client = control_client or control_plane_client()
     with EndpointReplayer(endpoint_name, settings, run_id, client=client) as replayer:
         before = describe_serving(endpoint_name, control_client)
@@ -62,5 +80,6 @@ def measure(endpoint_name: str, settings: ReplaySettings, run_id: str, *, progre
         measured_at=utcnow(),
         replay_errors=result.errors(),
         serving=observe_serving(before, after),
+        live=live_pass.result() if live_pass is not None else None,
     )
     return measurement, result

@@ -7,6 +7,10 @@ broken value, and the monitor-health alarm (on `replay_success_rate`, missing = 
 sees the outage. Publishing a diversity value computed from a handful of sessions could page
 the on-call for a capacity problem or, worse, report healthy during an outage.
 
+Live traffic (the hour's capture, job/live.py) publishes `live_lists` whenever the capture was
+read, and the same figures as the replay under `live_`-prefixed names only from
+`conventions.MIN_LIVE_LISTS` lists up, with the same dimensions.
+
 Dimensions are `Endpoint` and `MonitoringSchedule`, the names the platform's own metrics use
 (platform-facts.md): an alarm must name exactly what is published. Both are required: a metric
 published without `MonitoringSchedule` is a different metric, which no alarm on
@@ -38,10 +42,12 @@ from diversity_monitor.aws import container_paths
 from diversity_monitor.clock import as_utc, iso_z, parse_instant, utcnow
 from diversity_monitor.conventions import (
     CUSTOM_BLOCK,
+    LIVE_LISTS_METRIC,
     SESSIONS_SUCCEEDED_METRIC,
     SUCCESS_RATE_METRIC,
     distinct_articles_feature,
     diversity_metric,
+    live_metric,
     metric_dimensions,
     slot_feature,
 )
@@ -66,14 +72,23 @@ def metric_values(statistics: Mapping) -> dict[str, float]:
         SESSIONS_SUCCEEDED_METRIC: block["sessions_succeeded"],
     }
     if block["diversity_reliable"]:
-        values.update({
-            diversity_metric(k, "mean"): block["mean"],
-            diversity_metric(k, "min"): block["min"],
-            diversity_metric(k, "p5"): block["p5"],
-            slot_feature(k): block["max_slot_concentration"],
-            distinct_articles_feature(k): block["distinct_articles"],
-        })
+        values.update(_figures(block, k))
+    live = block.get("live")
+    if live is not None:  # the count always; the figures only from enough lists (job/live.py)
+        values[LIVE_LISTS_METRIC] = live["lists"]
+        if live["reliable"]:
+            values.update({live_metric(name): value for name, value in _figures(live, k).items()})
     return {name: float(value) for name, value in values.items() if value is not None}
+
+
+def _figures(block: Mapping, k: int) -> dict[str, float | None]:
+    return {
+        diversity_metric(k, "mean"): block["mean"],
+        diversity_metric(k, "min"): block["min"],
+        diversity_metric(k, "p5"): block["p5"],
+        slot_feature(k): block["max_slot_concentration"],
+        distinct_articles_feature(k): block["distinct_articles"],
+    }
 
 
 def check_namespace(namespace: str) -> None:
@@ -108,7 +123,7 @@ def metric_records(statistics: Mapping, endpoint: str, schedule: str | None) -> 
     """Lines of the metrics file, stamped at measurement time."""
     timestamp = statistics[CUSTOM_BLOCK]["measured_at"]
     dims = dimensions(endpoint, schedule)
-    unit_of = {SUCCESS_RATE_METRIC: "None", SESSIONS_SUCCEEDED_METRIC: "Count"}
+    unit_of = {SUCCESS_RATE_METRIC: "None", SESSIONS_SUCCEEDED_METRIC: "Count", LIVE_LISTS_METRIC: "Count"}
     return [
         {"MetricName": name, "Timestamp": timestamp, "Dimensions": dims, "Value": value,
          "Unit": unit_of.get(name, "None")}

@@ -24,6 +24,7 @@ from diversity_monitor.conventions import (
     CUSTOM_BLOCK,
     DEFAULT_MEAN_TOLERANCE,
     DEFAULT_SLOT_MARGIN,
+    MIN_LIVE_LISTS,
     SUCCESS_RATE_METRIC,
     distinct_articles_feature,
     diversity_feature,
@@ -106,9 +107,34 @@ def statistics_document(m: Measurement, *, reliable: bool, context: Mapping[str,
         ],
         "measured_at": iso_z(m.measured_at),
         **({"serving": m.serving.to_dict()} if m.serving is not None else {}),
+        **({"live": live_block(m)} if m.live is not None else {}),
         **dict(context or {}),
     }
     return {"version": SCHEMA_VERSION, "dataset": {"item_count": d.lists}, "features": features, CUSTOM_BLOCK: custom}
+
+
+def live_block(m: Measurement) -> dict:
+    """The hour's live traffic, apart from the replay figures: its lists, its figures (when it had
+    any), whether they are enough to judge and publish, and every line the capture pass could not read."""
+    live, sampling = m.live, (m.serving.capture_sampling_percentage if m.serving is not None else None)
+    block: dict = {"lists": live.lists, "reliable": live.reliable, "min_lists": MIN_LIVE_LISTS, "note": live.note,
+                   "capture_sampling_percentage": sampling}
+    stats = live.stats
+    if stats is None:
+        return block
+    diversity, collapse = stats.accumulator.diversity(), stats.accumulator.collapse()
+    block.update({
+        "mean": diversity.mean, "min": diversity.min, "p5": diversity.p5, "max": diversity.max,
+        "histogram": list(diversity.histogram), "short_lists": diversity.short_lists,
+        "unknown_articles": diversity.unknown_articles,
+        "lists_with_unknown_articles": diversity.lists_with_unknown_articles,
+        "distinct_articles": collapse.distinct_articles, "max_slot_concentration": collapse.max_slot_concentration,
+        "files_read": stats.files_read, "records_read": stats.records_read,
+        "replay_excluded": stats.replay_excluded, "outside_window": stats.outside_window,
+        "without_output": stats.without_output,
+        "malformed": stats.malformed.to_dict(), "unreadable_responses": stats.unreadable_responses.to_dict(),
+    })
+    return block
 
 
 def _is_number(value) -> bool:

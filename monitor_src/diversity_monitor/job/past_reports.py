@@ -22,6 +22,7 @@ from diversity_monitor.aws import container_paths
 from diversity_monitor.clock import hour_marks, parse_instant
 from diversity_monitor.conventions import (
     CUSTOM_BLOCK,
+    LIVE_PREFIX,
     STATISTICS_FILE,
     VIOLATIONS_FILE,
     hour_path,
@@ -46,10 +47,17 @@ class HourReport:
         return (self.statistics or {}).get(CUSTOM_BLOCK, {})
 
     @property
+    def replay_violations(self) -> list[dict]:
+        """The violations of the replay, which one recorded endpoint config served. Live traffic's
+        (`live_...`) mix whatever served during the hour, so they say nothing about one config."""
+        return [v for v in self.violations if not str(v.get("feature_name", "")).startswith(LIVE_PREFIX)]
+
+    @property
     def status(self) -> str:
+        """How the replay ended: the evidence the runbook's deploy reasoning rests on."""
         if self.statistics is None:
             return FAILED
-        return VIOLATIONS_FOUND if self.violations else OK
+        return VIOLATIONS_FOUND if self.replay_violations else OK
 
     @property
     def serving(self) -> dict:

@@ -366,6 +366,9 @@ class Serving:
     observed_at: datetime
     changed_during_replay: bool
     error: str | None  # why it could not be read; the run goes on without it
+    # DescribeEndpoint's DataCaptureConfig.CurrentSamplingPercentage: what share of live traffic the
+    # capture holds (None: capture off, or not known).
+    capture_sampling_percentage: int | None = None
 
     def to_dict(self) -> dict:
         return {
@@ -374,6 +377,7 @@ class Serving:
             "observed_at": iso_z(self.observed_at),
             "changed_during_replay": self.changed_during_replay,
             "error": self.error,
+            "capture_sampling_percentage": self.capture_sampling_percentage,
         }
 
 
@@ -386,6 +390,7 @@ class ServingProbe:
     models: dict[str, str | None]
     at: datetime
     error: str | None
+    capture_sampling_percentage: int | None = None
 
 
 def describe_serving(endpoint_name: str, client, with_models: bool = True) -> ServingProbe:
@@ -397,7 +402,9 @@ def describe_serving(endpoint_name: str, client, with_models: bool = True) -> Se
         if with_models and config_name:
             config = client.describe_endpoint_config(EndpointConfigName=config_name)
             models = {variant["VariantName"]: variant.get("ModelName") for variant in config.get("ProductionVariants", [])}
-        return ServingProbe(config_name, endpoint.get("EndpointStatus"), models, at, None)
+        capture = endpoint.get("DataCaptureConfig") or {}
+        sampling = capture.get("CurrentSamplingPercentage") if capture.get("EnableCapture") else None
+        return ServingProbe(config_name, endpoint.get("EndpointStatus"), models, at, None, sampling)
     except CALL_ERRORS as error:
         return ServingProbe(None, None, {}, at, describe_error(error))
 
@@ -412,6 +419,7 @@ def observe_serving(before: ServingProbe, after: ServingProbe) -> Serving:
         return Serving(None, {}, before.at, False, f"before the replay: {before.error}")
     if after.error:
         return Serving(before.endpoint_config, before.models, before.at, False,
-                       f"after the replay (a change during it would not show): {after.error}")
+                       f"after the replay (a change during it would not show): {after.error}",
+                       before.capture_sampling_percentage)
     changed = before.endpoint_config != after.endpoint_config or "Updating" in (before.status, after.status)
-    return Serving(before.endpoint_config, before.models, before.at, changed, None)
+    return Serving(before.endpoint_config, before.models, before.at, changed, None, before.capture_sampling_percentage)

@@ -256,6 +256,55 @@ def categories_html(statistics: Mapping, baseline_statistics: Mapping | None = N
                       index=False)
 
 
+def live_table(statistics: Mapping) -> pd.DataFrame:
+    """The replay's figures next to live traffic's (the hour's capture), with what the capture held."""
+    block = statistics[CUSTOM_BLOCK]
+    live = block.get("live") or {}
+    rows = [("mean", "mean"), ("p5", "p5"), ("min", "min"), ("max", "max"),
+            ("most frequent article's share in one slot", "max_slot_concentration"),
+            ("distinct articles", "distinct_articles")]
+    replay_shown = block.get("diversity_reliable", True)
+    frame = pd.DataFrame({
+        "replay": [_figure_text(block.get(key)) if replay_shown else "withheld" for _, key in rows]
+                  + [_figure_text(block.get("sessions_succeeded"))],
+        "live traffic": [_figure_text(live.get(key)) for _, key in rows] + [_figure_text(live.get("lists"))],
+    }, index=[name for name, _ in rows] + ["top lists"])
+    frame.index.name = f"top-{block.get('k')} figures"
+    return frame
+
+
+def live_html(statistics: Mapping) -> str:
+    """Live traffic beside the replay: the figures, whether they count, and what the capture held."""
+    live = statistics[CUSTOM_BLOCK].get("live")
+    if live is None:
+        return note_html("live traffic not read in this run (no dataset_source)")
+    e = html.escape
+    parts = [note_html(live.get("note"))]
+    if live.get("reliable"):
+        parts.append(note_html(f"{live['lists']} live top lists: judged against the same floor and bounds as the "
+                               "replay, and published as live_ metrics."))
+    if "mean" in live:
+        parts.append(table_html(live_table(statistics), "No figures."))
+    sampling = live.get("capture_sampling_percentage")
+    held = [f"capture sampling {sampling}% of requests" if sampling is not None else "capture sampling not known"]
+    if "records_read" in live:
+        held.append(f"{live['records_read']} records read from {live['files_read']} files, "
+                    f"{live['replay_excluded']} replay records left out, {live['outside_window']} outside the window")
+        malformed = live["malformed"]
+        held.append(f"{malformed['count']} malformed lines" + (
+            f" (by kind: {', '.join(f'{kind} {count}' for kind, count in malformed['by_kind'].items())})"
+            if malformed["count"] else ""))
+    parts.append(f"<p class='dm-note'>{e('; '.join(held))}.</p>")
+    locations = (live.get("malformed") or {}).get("locations") or []
+    if locations:
+        items = "".join(f"<li><code>{e(item['file'])}</code> line {item['line']}: {e(item['reason'])}</li>"
+                        for item in locations[:10])
+        more = len(locations) > 10 or (live.get("malformed") or {}).get("locations_truncated")
+        parts.append(f"<ul class='dm-malformed'>{items}</ul>" + ("<p class='dm-note'>(more in statistics.json)</p>"
+                                                                 if more else ""))
+    return "".join(parts)
+
+
 def slot_collapse_table(statistics: Mapping) -> pd.DataFrame:
     table = pd.DataFrame(statistics[CUSTOM_BLOCK]["slot_collapse"]).set_index("slot")
     return table[["top_article_id", "top_article_share", "distinct_articles", "lists"]]
@@ -363,8 +412,10 @@ def timeline_figure(table: pd.DataFrame, events=(), threshold: float | None = No
 
     hours = pd.to_datetime(table["hour"], utc=True)
     figure, axis = plt.subplots(figsize=(9, 3.8))
-    axis.plot(hours, table["mean"], marker="o", label="mean categories per top-10")
-    axis.plot(hours, table["p5"], marker=".", linestyle=":", label="p5")
+    axis.plot(hours, table["mean"], marker="o", label="replay: mean categories per top-10")
+    axis.plot(hours, table["p5"], marker=".", linestyle=":", label="replay: p5")
+    if "live mean" in table:
+        axis.plot(hours, table["live mean"], marker="s", color="#8a5300", alpha=0.8, label="live traffic: mean")
     if threshold is not None:
         axis.axhline(threshold, color="#d62728", linestyle="--", label=f"alarm threshold {threshold:g}")
     for hour, state in zip(hours, table.get("alarm", [])):
