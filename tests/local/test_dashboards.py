@@ -18,12 +18,11 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from diversity_monitor.conventions import METRICS_NAMESPACE, dashboard_name, diversity_metric, metric_dimensions
-from diversity_monitor.local.clock import SimulatedClock
-from diversity_monitor.local.stack import start_stack
 from diversity_monitor.setup import dashboard
 from diversity_monitor.setup.schedule import MonitorSpec
 from helpers.aws import REGION
 from helpers.images import Scale, color_mask, decode_png, line_column, line_row, series_value_at
+from helpers.stack import StackHolder
 
 pytestmark = pytest.mark.slow
 
@@ -38,32 +37,22 @@ POINTS = {NOW - timedelta(hours=7): 6.0, NOW - timedelta(hours=6): 6.5, NOW - ti
           NOW - timedelta(hours=3): 2.0, NOW - timedelta(hours=2): 1.5, NOW - timedelta(hours=1): 7.0}
 
 
-class Holder:
-    def __init__(self, state_dir) -> None:
-        self.state_dir = state_dir
-        self.stack = start_stack(state_dir, port=0, clock=SimulatedClock(NOW), region=REGION)
-
-    def client(self):
-        return boto3.session.Session().client(
-            "cloudwatch", endpoint_url=self.stack.url, region_name=REGION, aws_access_key_id="testing",
-            aws_secret_access_key="testing", config=Config(retries={"max_attempts": 1}))
-
-    def restart(self) -> None:
-        port = int(self.stack.url.rsplit(":", 1)[1])
-        self.stack.stop()
-        self.stack = start_stack(self.state_dir, port=port, clock=SimulatedClock(NOW), region=REGION)
+def client(stack):
+    return boto3.session.Session().client(
+        "cloudwatch", endpoint_url=stack.url, region_name=REGION, aws_access_key_id="testing",
+        aws_secret_access_key="testing", config=Config(retries={"max_attempts": 1}))
 
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
-    holder = Holder(tmp_path_factory.mktemp("dashboards"))
+    holder = StackHolder(tmp_path_factory.mktemp("dashboards"), NOW)
     yield holder
     holder.stack.stop()
 
 
 @pytest.fixture(scope="module")
 def cloudwatch(stack):
-    return stack.client()
+    return client(stack)
 
 
 def refusal(call) -> ClientError:
@@ -166,5 +155,5 @@ def test_widget_image_refuses_what_cloudwatch_refuses(cloudwatch):
 
 def test_dashboards_survive_a_restart(stack):
     stack.restart()
-    body = json.loads(stack.client().get_dashboard(DashboardName=dashboard_name("recs"))["DashboardBody"])
+    body = json.loads(client(stack).get_dashboard(DashboardName=dashboard_name("recs"))["DashboardBody"])
     assert body["widgets"][0]["type"] == "text"

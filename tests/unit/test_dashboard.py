@@ -55,6 +55,13 @@ def test_every_metric_the_dashboard_names_is_one_the_job_publishes(k):
         (conventions.METRICS_NAMESPACE, (("Endpoint", "recs"), ("MonitoringSchedule", "recs-hourly")))}
 
 
+def test_every_group_of_published_metrics_is_drawn_or_left_out_on_purpose():
+    groups = set(conventions.replay_metrics(10))
+    drawn = [panel.group for panel in dashboard.PANELS]
+    assert len(drawn) == len(set(drawn)) and set(drawn) | set(dashboard.NOT_DRAWN) == groups
+    assert not set(drawn) & set(dashboard.NOT_DRAWN)
+
+
 def test_a_renamed_metric_is_caught():
     body = dashboard.dashboard_body(spec(), "eu-west-1", ALARMS)
     renamed = json.loads(json.dumps(body).replace(conventions.diversity_metric(10, "p5"), "top10_diversity_p05"))

@@ -190,7 +190,8 @@ def _draw_time_series(axes, widget: Mapping, series: Sequence[Series], start: da
     drawn = False
     for item in series:
         if item.times:
-            axes.plot(item.times, item.values, color=item.color, label=item.label, linewidth=2, marker="o", markersize=4)
+            axes.plot(item.times, item.values, color=item.color, label=item.label, linewidth=2, marker="o", markersize=4,
+                      zorder=3)  # over the frame: a share of 1 on a 0..1 axis stays visible
             drawn = True
     annotations = widget.get("annotations", {})
     for entry in annotations.get("horizontal", []):

@@ -77,6 +77,9 @@ PANELS = (
           HEADER_HEIGHT + GRAPH_HEIGHT),
 )
 OTHER_MONITORS_Y = HEADER_HEIGHT + 2 * GRAPH_HEIGHT
+# Groups of `replay_metrics` the board leaves out, and why. Every other group must have a panel
+# (tests/unit/test_dashboard.py), so a group added to conventions is drawn or left out on purpose.
+NOT_DRAWN = {"replay_sessions": "the success rate says the same, scaled to the validation set"}
 
 
 @dataclass(frozen=True)
