@@ -46,19 +46,18 @@ def line_column(pixels: np.ndarray, color: str) -> float:
     return float(columns.mean())
 
 
-def plot_rows(pixels: np.ndarray) -> tuple[int, int]:
-    """The plot area's top and bottom rows: the axes frame's dark lines across over half the width
-    (what lies outside, such as a legend below the graph, is not the data)."""
+def plot_bottom(pixels: np.ndarray) -> int:
+    """The plot area's bottom row: the lowest dark line across over half the width, the x axis
+    (below it are the tick labels and the legend, which are not data)."""
     dark = (pixels[:, :, :3] < 0.5).all(axis=2)
     rows = np.flatnonzero(dark.sum(axis=1) > pixels.shape[1] / 2)
-    assert rows.size >= 2, "no axes frame"
-    return int(rows.min()), int(rows.max())
+    assert rows.size, "no x axis"
+    return int(rows.max())
 
 
 def series_rows(pixels: np.ndarray, color: str) -> np.ndarray:
-    """The rows inside the plot area where the series of `color` is drawn."""
-    top, bottom = plot_rows(pixels)
-    return top + np.flatnonzero(color_mask(pixels[top:bottom + 1], color).any(axis=1))
+    """The rows above the x axis where the series of `color` is drawn."""
+    return np.flatnonzero(color_mask(pixels[:plot_bottom(pixels)], color).any(axis=1))
 
 
 class Scale:

@@ -59,3 +59,9 @@ class StackHolder:
         now = self.platform.clock.now()
         self.stack.stop()
         self.stack = start_stack(self.state_dir, port=self.port, clock=SimulatedClock(now), region=REGION)
+
+    def __enter__(self) -> StackHolder:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.stack.stop()

@@ -45,9 +45,8 @@ def client(stack):
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
-    holder = StackHolder(tmp_path_factory.mktemp("dashboards"), NOW)
-    yield holder
-    holder.stack.stop()
+    with StackHolder(tmp_path_factory.mktemp("dashboards"), NOW) as holder:
+        yield holder
 
 
 @pytest.fixture(scope="module")

@@ -38,9 +38,8 @@ REQUEST = {"user_id": "u0001", "history": [], "k": 3}
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
-    holder = StackHolder(tmp_path_factory.mktemp("local-stack"), START)
-    yield holder
-    holder.stack.stop()
+    with StackHolder(tmp_path_factory.mktemp("local-stack"), START) as holder:
+        yield holder
 
 
 @pytest.fixture(scope="module")
