@@ -147,6 +147,8 @@ def test_widget_image_refuses_what_cloudwatch_refuses(cloudwatch):
     error = refusal(lambda: cloudwatch.get_metric_widget_image(MetricWidget=json.dumps({"width": 5000, "stat": "Mean"})))
     assert error.response["Error"]["Code"] == "InvalidParameterInput"
     assert all(part in error.response["Error"]["Message"] for part in ("'metrics'", "/width", "/stat"))
+    years = {"metrics": [[METRICS_NAMESPACE, "x"]], "start": "-P520W", "period": 1}  # billions of points
+    assert "at most 100800" in str(refusal(lambda: cloudwatch.get_metric_widget_image(MetricWidget=json.dumps(years))))
     pie = {"metrics": [[METRICS_NAMESPACE, "x"]], "view": "pie"}
     assert "not drawn by the local stack" in str(refusal(
         lambda: cloudwatch.get_metric_widget_image(MetricWidget=json.dumps(pie))))

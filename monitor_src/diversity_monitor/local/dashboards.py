@@ -16,7 +16,8 @@ from the outside, with plain CloudWatch calls to moto (the layout of `alarms` an
 - GetMetricWidgetImage: the `MetricWidget` JSON is checked against the documented metric widget
   structure, its metrics are read from moto with GetMetricData (dimensions in `metric_data`'s
   canonical order) over the widget's start/end (relative times count back from the stack's
-  clock; default the last 3 hours, period 300 s, Average, as CloudWatch), and drawn with
+  clock; default the last 3 hours, period 300 s, Average, as CloudWatch; at most 100,800 points a
+  metric, GetMetricData's limit, so a hostile range cannot make the stack count for hours), and drawn with
   matplotlib at the widget's width and height in pixels: the `timeSeries` view (lines with a
   marker per point, horizontal and vertical annotations with their fills, the left y-axis range,
   the legend where asked) and `singleValue` (each metric's latest value). Only `png` output, as
@@ -46,6 +47,7 @@ DEFAULT_START = "-PT3H"
 DPI = 100
 PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf")
 DRAWN_VIEWS = ("timeSeries", "singleValue")
+MAX_POINTS = 100_800  # GetMetricData's most data points a call returns: a widget asking for more is refused
 _DRAWING = threading.Lock()  # matplotlib's font and text caches are shared by every figure
 
 
@@ -152,6 +154,10 @@ def widget_series(platform, widget: Mapping, start: datetime, end: datetime) -> 
     period, stat = widget.get("period", DEFAULT_PERIOD), widget.get("stat", "Average")
     queries, series = [], []
     for number, (strings, rendering) in enumerate(metric_rows(widget["metrics"])):
+        points = (end - start).total_seconds() / rendering.get("period", period)
+        if points > MAX_POINTS:
+            raise InvalidParameterInput(f"metrics/{number}: {points:.0f} data points from start to end at this period; "
+                                        f"at most {MAX_POINTS}: use a longer period or a shorter time range")
         dimensions = [{"Name": n, "Value": v} for n, v in zip(strings[2::2], strings[3::2], strict=True)]
         queries.append({"Id": f"m{number}", "ReturnData": True, "MetricStat": {
             "Metric": {"Namespace": strings[0], "MetricName": strings[1], "Dimensions": canonical_dimensions(dimensions)},
