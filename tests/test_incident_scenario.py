@@ -19,10 +19,13 @@ import boto3
 import pytest
 from botocore.config import Config
 
-from diversity_monitor.demo.command import run_demo
+from diversity_monitor.conventions import dashboard_name
+from diversity_monitor.demo.command import DASHBOARD_PICTURE, run_demo
 from diversity_monitor.demo.scenario import CAPTURE_BUCKET, ENDPOINT, VARIANT, ScenarioPlan
 from diversity_monitor.local.clock import SimulatedClock
 from diversity_monitor.local.stack import start_stack
+from diversity_monitor.setup.dashboard import FLOOR_COLOR, PALETTE
+from helpers.images import decode_png, line_row, series_rows
 
 PLAN = ScenarioPlan(sessions=100, live_requests_per_hour=40)
 # A developer's shell may carry AWS settings that would divert boto3 from the demo's stack.
@@ -92,6 +95,12 @@ def test_reports_are_left_where_the_readme_says(demo):
     bad = json.loads((output / "reports/2027-10-31-10/constraint_violations.json").read_text())
     assert any("below the floor 4" in v["description"] for v in bad["violations"])
     assert (output / "timeline.png").stat().st_size > 10_000
+    # the dashboard's four graphs on its grid: two rows of two 600 x 300 graphs
+    board = decode_png((output / DASHBOARD_PICTURE).read_bytes())
+    assert board.shape[:2] == (600, 1200)
+    diversity = board[:300, :600]  # top left: the mean crossed the floor both ways
+    mean_rows = series_rows(diversity, PALETTE[0])
+    assert mean_rows.min() < line_row(diversity, FLOOR_COLOR) < mean_rows.max()
     assert (output / "timeline.csv").exists() and (output / "pager.json").exists()
 
 
@@ -110,9 +119,10 @@ def test_users_call_the_endpoint_every_hour_and_the_deploy_hours_see_both_models
     output, result, _ = demo
     end = PLAN.start + timedelta(hours=7)
     with start_stack(output / ".local-stack", port=0, clock=SimulatedClock(end)) as stack:
-        s3 = boto3.session.Session().client(
-            "s3", endpoint_url=stack.url, region_name="eu-west-1", aws_access_key_id="testing",
-            aws_secret_access_key="testing", config=Config(retries={"max_attempts": 1}))
+        s3, cloudwatch = (boto3.session.Session().client(
+            service, endpoint_url=stack.url, region_name="eu-west-1", aws_access_key_id="testing",
+            aws_secret_access_key="testing", config=Config(retries={"max_attempts": 1})) for service in ("s3", "cloudwatch"))
+        assert cloudwatch.get_dashboard(DashboardName=dashboard_name(ENDPOINT))["DashboardBody"]  # back with the run
         versions_by_hour = defaultdict(set)
         prefix = f"datacapture/{ENDPOINT}/{VARIANT}/"
         for page in s3.get_paginator("list_objects_v2").paginate(Bucket=CAPTURE_BUCKET, Prefix=prefix):

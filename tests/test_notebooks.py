@@ -23,10 +23,12 @@ import pandas as pd
 import papermill
 import pytest
 
-from diversity_monitor import cli, storage
+from diversity_monitor import cli, conventions, storage
+from diversity_monitor.aws.dashboard_body import body_problems
 from diversity_monitor.demo.scenario import CAPTURE_BUCKET, ENDPOINT, MONITOR_BUCKET, SCHEDULE, VARIANT
+from diversity_monitor.job.metrics_file import metric_values
 from diversity_monitor.job.model_monitor_files import diversity_feature
-from diversity_monitor.setup import deployment
+from diversity_monitor.setup import dashboard, deployment
 from helpers.notebooks import Executed, execute_notebook
 from helpers.paths import AUDIT_DIR, NOTEBOOKS, ROOT
 from helpers.stack import deployed_stack
@@ -271,6 +273,42 @@ def test_schedule_notebook_creates_both_alarms_to_the_pager(schedule_runs):
     assert_calls_valid(second, {"UpdateMonitoringSchedule", "PutMetricAlarm"})
 
 
+def stored_dashboard() -> dict:
+    return json.loads(boto3.client("cloudwatch").get_dashboard(
+        DashboardName=conventions.dashboard_name(ENDPOINT))["DashboardBody"])
+
+
+def test_schedule_notebook_creates_the_dashboard_once(schedule_runs):
+    first, second = schedule_runs
+    name = conventions.dashboard_name(ENDPOINT)
+    assert f"dashboard {name}: created (7 widgets; no other monitor's metrics on the endpoint yet)" in first.text
+    assert f"dashboard {name}: unchanged" in second.text
+    assert f"#dashboards/dashboard/{name}" in first.text  # where the console shows it
+    assert "PutDashboard" in first.operations and "PutDashboard" not in second.operations  # a re-run sends nothing
+    assert_calls_valid(first, {"PutDashboard", "GetDashboard", "ListMetrics"})
+    assert_calls_valid(second, {"GetDashboard", "ListMetrics"})
+    cloudwatch = boto3.client("cloudwatch")
+    assert [d["DashboardName"] for d in cloudwatch.list_dashboards()["DashboardEntries"]] == [name]
+    body = stored_dashboard()
+    assert body_problems(body) == []
+    alarm_arns = {a["AlarmArn"] for a in cloudwatch.describe_alarms(AlarmNamePrefix=ENDPOINT)["MetricAlarms"]}
+    [status] = [w["properties"] for w in body["widgets"] if w["type"] == "alarm"]
+    assert set(status["alarms"]) == alarm_arns and len(alarm_arns) == 2
+    diversity = next(w["properties"] for w in body["widgets"] if w["type"] == "metric")
+    assert diversity["annotations"]["horizontal"][0]["value"] == 4.0  # the floor the alarm uses
+    assert RUNBOOK_URL in body["widgets"][0]["properties"]["markdown"]
+
+
+def test_every_metric_the_dashboard_names_is_one_the_job_publishes(schedule_runs):
+    # baseline v1's statistics.json: a statistics document the job wrote from a real replay
+    published = set(metric_values(json.loads(storage.read_text(f"{BASELINES}/v1/statistics.json"))))
+    named = dashboard.named_metrics(stored_dashboard())
+    assert conventions.diversity_metric(10) in published
+    assert {metric for _, metric, _ in named} <= published
+    assert {(namespace, dict(dimensions)["Endpoint"], dict(dimensions)["MonitoringSchedule"])
+            for namespace, _, dimensions in named} == {(conventions.METRICS_NAMESPACE, ENDPOINT, SCHEDULE)}
+
+
 def test_schedule_notebook_generates_valid_eventbridge_processing_requests(schedule_runs):
     from botocore.session import get_session
     from botocore.validate import validate_parameters
@@ -375,3 +413,5 @@ def test_schedule_notebook_rerun_after_the_first_runs_arms_the_health_alarm(stac
         AlarmNames=[f"{ENDPOINT}-diversity-monitor-unhealthy"])["MetricAlarms"][0]
     assert health["ActionsEnabled"] is True
     assert_calls_valid(third, {"ListMonitoringExecutions", "PutMetricAlarm"})
+    # the runs have published since: their metrics are the monitor's own, not another monitor's
+    assert f"dashboard {conventions.dashboard_name(ENDPOINT)}: unchanged" in third.text

@@ -31,6 +31,7 @@ import pytest
 
 from diversity_monitor import storage
 from diversity_monitor.clock import NOW_ENV
+from diversity_monitor.conventions import dashboard_name
 from diversity_monitor.demo.scenario import (
     ENDPOINT,
     MODEL_IMAGE,
@@ -41,7 +42,8 @@ from diversity_monitor.demo.scenario import (
     SCHEDULE,
 )
 from diversity_monitor.oncall import failed_run
-from diversity_monitor.setup import deployment
+from diversity_monitor.setup import dashboard, deployment
+from helpers.images import decode_png, line_row, series_rows
 from helpers.notebooks import Executed, execute_notebook
 from helpers.paths import AUDIT_DIR, RUNBOOKS
 from helpers.stack import deployed_stack
@@ -220,6 +222,25 @@ def test_runbook_shows_the_reports_and_the_deployments(drill):
     assert "served by" in text and "recommender-prod-v1" in text
     # the hourly report the on-call may open first points at the runbook too
     assert "runbooks/diversity_alarm.ipynb" in drill["bad_report"]
+
+
+def test_runbook_opens_with_the_dashboards_graphs(drill):
+    dry = drill["dry"]
+    cells = [cell for cell in dry.notebook.cells if cell.cell_type == "code" and "dashboard_view" in cell.source]
+    assert cells and dry.notebook.cells.index(cells[0]) < min(
+        n for n, cell in enumerate(dry.notebook.cells) if "alarm_markdown" in cell.source)  # before anything else
+    graphs = [decode_png(output["data"]["image/png"]) for output in cells[0].outputs if "image/png" in output.get("data", {})]
+    assert len(graphs) == 4  # diversity, replay success, slot concentration, distinct articles
+    assert all(graph.shape == (300, 600, 4) for graph in graphs)
+    assert f"Dashboard `{dashboard_name(ENDPOINT)}`, 2027-10-31T04:00:00Z to 2027-10-31T10:05:00Z" in dry.text
+    assert {"GetDashboard", "GetMetricWidgetImage"} <= dry.operations
+    # the diversity graph: the mean (first colour) fell below the floor line, as the alarm says
+    diversity = graphs[0]
+    floor_row = line_row(diversity, dashboard.FLOOR_COLOR)
+    mean_rows = series_rows(diversity, dashboard.PALETTE[0])
+    assert mean_rows.min() < floor_row < mean_rows.max()  # above the floor in the healthy hours, below it since v2
+    for graph in graphs[1:]:
+        assert series_rows(graph, dashboard.PALETTE[0]).size > 0  # each graph drew its series
 
 
 def test_confirmed_rollback_puts_the_endpoint_back_on_v1_blue_green(drill):

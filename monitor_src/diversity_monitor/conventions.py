@@ -107,9 +107,30 @@ def distinct_articles_feature(k: int) -> str:
     return f"top{k}_distinct_articles"
 
 
+DIVERSITY_STATISTICS = ("mean", "p5", "min")  # the figures of categories per top-k a run publishes
+
+
+def replay_metrics(k: int) -> dict[str, tuple[str, ...]]:
+    """Every metric a run publishes for top-`k`, grouped by what it tells (the job writes each one,
+    the dashboard draws one graph per group). A metric added here (the live-traffic `live_` figures,
+    when they are published) is one entry more, in one place."""
+    return {
+        "diversity": tuple(diversity_metric(k, statistic) for statistic in DIVERSITY_STATISTICS),
+        "slot_concentration": (slot_feature(k),),
+        "distinct_articles": (distinct_articles_feature(k),),
+        "replay_success": (SUCCESS_RATE_METRIC,),
+        "replay_sessions": (SESSIONS_SUCCEEDED_METRIC,),
+    }
+
+
 def metric_dimensions(endpoint: str, schedule: str) -> list[dict]:
     """The dimensions of every metric a run publishes, and so of every alarm on them."""
     return [{"Name": ENDPOINT_DIMENSION, "Value": endpoint}, {"Name": SCHEDULE_DIMENSION, "Value": schedule}]
+
+
+def dashboard_name(endpoint: str) -> str:
+    """The endpoint's CloudWatch dashboard (notebook 03 creates it, the alarm runbook draws it)."""
+    return f"{endpoint}-diversity"
 
 
 # --- what the platform says -------------------------------------------------------------------

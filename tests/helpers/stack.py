@@ -17,6 +17,7 @@ from pathlib import Path
 from diversity_monitor.demo.scenario import IncidentScenario, ScenarioPlan
 from diversity_monitor.local.clock import SimulatedClock
 from diversity_monitor.local.stack import start_stack
+from helpers.aws import REGION
 
 SMALL_PLAN = ScenarioPlan(sessions=100, live_requests_per_hour=40)
 
@@ -35,3 +36,32 @@ def deployed_stack(path: Path, monkeypatch, plan: ScenarioPlan = SMALL_PLAN):
         scenario.prepare_models()
         scenario.deploy_initial()
         yield stack, scenario
+
+
+class StackHolder:
+    """A module's stack on a simulated clock from `start`; `restart` swaps in a new one on the same
+    folder and port, at the clock's time (what survives a restart is what a test checks)."""
+
+    def __init__(self, state_dir: Path, start) -> None:
+        self.state_dir = state_dir
+        self.stack = start_stack(state_dir, port=0, clock=SimulatedClock(start), region=REGION)
+        self.port = int(self.stack.url.rsplit(":", 1)[1])
+
+    @property
+    def url(self) -> str:
+        return self.stack.url
+
+    @property
+    def platform(self):
+        return self.stack.platform
+
+    def restart(self) -> None:
+        now = self.platform.clock.now()
+        self.stack.stop()
+        self.stack = start_stack(self.state_dir, port=self.port, clock=SimulatedClock(now), region=REGION)
+
+    def __enter__(self) -> StackHolder:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.stack.stop()

@@ -21,10 +21,10 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from diversity_monitor.capture import record as capture
-from diversity_monitor.local.clock import SimulatedClock
 from diversity_monitor.local.platform import PortInUse
 from diversity_monitor.local.stack import start_stack
 from helpers.aws import REGION
+from helpers.stack import StackHolder
 
 pytestmark = pytest.mark.slow
 
@@ -36,33 +36,10 @@ CAPTURE_URI = f"s3://{BUCKET}/datacapture"
 REQUEST = {"user_id": "u0001", "history": [], "k": 3}
 
 
-class StackHolder:
-    """The module's stack; the restart test swaps in a new one on the same folder and port."""
-
-    def __init__(self, state_dir):
-        self.state_dir = state_dir
-        self.stack = start_stack(state_dir, port=0, clock=SimulatedClock(START), region=REGION)
-        self.port = int(self.stack.url.rsplit(":", 1)[1])
-
-    @property
-    def url(self) -> str:
-        return self.stack.url
-
-    @property
-    def platform(self):
-        return self.stack.platform
-
-    def restart(self) -> None:
-        now = self.platform.clock.now()
-        self.stack.stop()
-        self.stack = start_stack(self.state_dir, port=self.port, clock=SimulatedClock(now), region=REGION)
-
-
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
-    holder = StackHolder(tmp_path_factory.mktemp("local-stack"))
-    yield holder
-    holder.stack.stop()
+    with StackHolder(tmp_path_factory.mktemp("local-stack"), START) as holder:
+        yield holder
 
 
 @pytest.fixture(scope="module")

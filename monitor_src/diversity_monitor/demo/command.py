@@ -3,7 +3,8 @@
 Starts the embedded stack with a simulated clock, plays `scenario.IncidentScenario` (healthy
 hours, a regressed deploy, the alarm, the rollback, recovery), then prints the timeline and
 leaves in `demo-output/run-<time>/` (`demo-output/latest` points at the newest run):
-`timeline.csv`, `timeline.png`, `pager.json`, `events.json`, every executed report
+`timeline.csv`, `timeline.png`, `dashboard.png` (the endpoint's CloudWatch dashboard's graphs over the run,
+drawn by the local stack's GetMetricWidgetImage), `pager.json`, `events.json`, every executed report
 (`reports/<yyyy-mm-dd-HH>/report.ipynb|.html`, statistics, violations) and the stack's state
 folder `.local-stack/` (`diversity-monitor local up --state-dir` on it brings the run back).
 
@@ -31,9 +32,11 @@ from diversity_monitor.job import report_views as report
 from diversity_monitor.job.past_reports import load_reports
 from diversity_monitor.local.clock import SimulatedClock
 from diversity_monitor.local.platform import isolate_aws_environment, restore_aws_environment
+from diversity_monitor.oncall import dashboard_view
 from diversity_monitor.oncall.report_history import alarm_states, state_at
 
 DEMO_ROOT = Path("demo-output")
+DASHBOARD_PICTURE = "dashboard.png"  # the endpoint's dashboard over the whole run, next to timeline.png
 
 
 def fresh_output_folder(root: Path = DEMO_ROOT) -> Path:
@@ -114,6 +117,8 @@ def run_demo(output: Path, plan: ScenarioPlan, progress: bool = True) -> dict:
             table = timeline(scenario)
             pager = scenario.pager_messages()
             reports = collect_reports(output, plan.start, clock.now())
+            board = dashboard_view.board(ENDPOINT, plan.start, clock.now())
+            (output / DASHBOARD_PICTURE).write_bytes(dashboard_view.board_picture(board.images))
             events = [{"at": e.at.isoformat(), "what": e.what, "detail": e.detail} for e in scenario.events]
         finally:
             restore_aws_environment(os.environ, inherited)
@@ -157,5 +162,6 @@ def _demo(args: argparse.Namespace) -> int:
     print("\nPager (SNS -> SQS) received:")
     for message in result["pager"]:
         print(f"  {message.get('StateChangeTime', '')}  {message.get('Subject')}")
-    print(f"\n{result['reports']} executed reports in {output}/reports/; plot: {output}/timeline.png")
+    print(f"\n{result['reports']} executed reports in {output}/reports/; plots: {output}/timeline.png, "
+          f"{output}/{DASHBOARD_PICTURE}")
     return 0

@@ -31,7 +31,7 @@ from diversity_monitor.job import baseline
 from diversity_monitor.job.contract import replay_settings_for
 from diversity_monitor.recommender import data as recommender_data
 from diversity_monitor.recommender import model as recommender_model
-from diversity_monitor.setup import alarms, deployment, schedule
+from diversity_monitor.setup import alarms, dashboard, deployment, schedule
 
 ACCOUNT = "123456789012"
 REGION = "eu-west-1"
@@ -149,7 +149,7 @@ class IncidentScenario:
         self.note("schedule", f"{SCHEDULE}: hourly, --min-diversity {spec.min_diversity:g}, --top-k {spec.top_k}, baseline v1")
 
     def create_pager_and_alarms(self) -> None:
-        """SNS topic with an SQS queue standing in for the pager, and the two alarms."""
+        """SNS topic with an SQS queue standing in for the pager, the two alarms, and the dashboard."""
         self.topic_arn = alarms.ensure_topic(PAGER_TOPIC)
         sqs = boto3.client("sqs")
         self.queue_url = sqs.create_queue(QueueName=PAGER_QUEUE)["QueueUrl"]
@@ -158,6 +158,8 @@ class IncidentScenario:
                                       Attributes={"RawMessageDelivery": "false"})
         self.alarm_names = alarms.apply_alarms(self.monitor_spec, self.topic_arn).names
         self.note("alarms", ", ".join(self.alarm_names))
+        board = dashboard.apply_dashboard(self.monitor_spec, self.alarm_names)
+        self.note("dashboard", f"{board.name}: {board.widgets} widgets")
 
     # --- time passing ---------------------------------------------------------------------------
     def send_live_traffic(self, count: int) -> None:

@@ -54,6 +54,7 @@ MODULES = (
     "diversity_monitor.local.monitoring",
     "diversity_monitor.local.monitoring_scheduler",  # after the API it runs
     "diversity_monitor.local.alarms",
+    "diversity_monitor.local.dashboards",  # draws metric data: after metric_data's journal is replayed
 )
 
 Handler = Callable[["LocalPlatform", dict], dict]
