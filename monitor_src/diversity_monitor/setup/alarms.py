@@ -45,26 +45,34 @@ def alarm_names(endpoint_name: str) -> dict[str, str]:
             "health": f"{endpoint_name}-diversity-monitor-unhealthy"}
 
 
-def _alarm_request(spec: MonitorSpec, topic_arn: str, *, name: str, description: str, metric: str, statistic: str,
-                   periods: int, datapoints: int, threshold: float, missing: str, armed: bool = True) -> dict:
-    """PutMetricAlarm on one of the run's metrics: its namespace, its dimensions, one period per run."""
+def metric_alarm_request(endpoint: str, schedule: str, topic_arn: str | None, *, name: str, description: str,
+                         metric: str, statistic: str, periods: int, datapoints: int, threshold: float, missing: str,
+                         armed: bool = True, comparison: str = "LessThanThreshold",
+                         period: int = METRIC_PERIOD_SECONDS) -> dict:
+    """PutMetricAlarm on one of the run's metrics: its namespace, its dimensions, one period per run
+    (no actions when `topic_arn` is None)."""
+    actions = {"AlarmActions": [topic_arn], "OKActions": [topic_arn]} if topic_arn else {}
     return {
         "AlarmName": name,
-        "AlarmDescription": f"{description} {spec.runbook_hint}",
+        "AlarmDescription": description,
         "ActionsEnabled": armed,
-        "AlarmActions": [topic_arn],
-        "OKActions": [topic_arn],
+        **actions,
         "Namespace": METRICS_NAMESPACE,
         "MetricName": metric,
-        "Dimensions": metric_dimensions(spec.endpoint_name, spec.schedule_name),
+        "Dimensions": metric_dimensions(endpoint, schedule),
         "Statistic": statistic,
-        "Period": METRIC_PERIOD_SECONDS,
+        "Period": period,
         "EvaluationPeriods": periods,
         "DatapointsToAlarm": datapoints,
         "Threshold": threshold,
-        "ComparisonOperator": "LessThanThreshold",
+        "ComparisonOperator": comparison,
         "TreatMissingData": missing,
     }
+
+
+def _alarm_request(spec: MonitorSpec, topic_arn: str, *, description: str, **fields) -> dict:
+    return metric_alarm_request(spec.endpoint_name, spec.schedule_name, topic_arn,
+                                description=f"{description} {spec.runbook_hint}", **fields)
 
 
 def diversity_alarm_request(spec: MonitorSpec, topic_arn: str) -> dict:
