@@ -212,6 +212,13 @@ def history_from_reports(reports: Sequence[HourReport], metric: str | None = Non
     return History(metric, source, tuple(points), timing, tuple(reports))
 
 
+def load_history(source: str, metric: str | None = None, publication_delay: float | None = None) -> History:
+    """A CSV (`.csv`) or hourly reports (anything else), as the command and notebook 05 take them."""
+    if source.lower().endswith(".csv"):
+        return read_csv(source, publication_delay or 0.0, metric or "value")
+    return read_reports(source, metric, publication_delay)
+
+
 def _minutes(value: float, what: str) -> timedelta:
     if not math.isfinite(value) or value < 0:
         raise BacktestInputError(what, [f"{value!r} minutes: give a number of minutes >= 0"])
@@ -320,14 +327,15 @@ def default_range(history: History, settings: Sequence[Setting]) -> tuple[dateti
     return start, _floor_minute(last) + period - MINUTE
 
 
-def replay(history: History, settings: Sequence[Setting], start: datetime | None = None,
-           end: datetime | None = None, initial_state: str = ev.INSUFFICIENT_DATA) -> list[Backtest]:
+def replay(history: History, settings: Sequence[Setting], start: datetime | str | None = None,
+           end: datetime | str | None = None, initial_state: str = ev.INSUFFICIENT_DATA) -> list[Backtest]:
     """Each setting's alarm, evaluated every minute from `start` to `end` (both included), in
     `initial_state` before the first evaluation: INSUFFICIENT_DATA, as an alarm created at `start`."""
     settings = check_settings(settings)
     if initial_state not in ev.STATES:
         raise BacktestInputError("initial state", [f"{initial_state!r} is not one of {ev.STATES}"])
     default_start, default_end = default_range(history, settings)
+    start, end = _moment(start, "start"), _moment(end, "end")
     start = _floor_minute(start) if start else default_start
     end = _floor_minute(end) if end else default_end
     if end < start:
@@ -375,6 +383,15 @@ def _replay_group(history: History, settings: Sequence[Setting], period: int, st
             states[i] = outcome.state
         now += MINUTE
     return transitions
+
+
+def _moment(value: datetime | str | None, what: str) -> datetime | None:
+    if not isinstance(value, str):
+        return value
+    try:
+        return parse_utc(value, what)
+    except ValueError as error:
+        raise BacktestInputError("replay range", [str(error)]) from None
 
 
 def _floor_minute(moment: datetime) -> datetime:
@@ -433,6 +450,19 @@ def incidents_from_marks(reports: Sequence[HourReport], endpoint: Mapping | None
     return incidents
 
 
+def incidents_for(history: History, ranges: Iterable[str] = (), endpoint: Mapping | None = None) -> list[Incident]:
+    """The incidents given as `START/END` ranges, else the rolled-back deploys the history's reports record."""
+    ranges = list(ranges)
+    if ranges:
+        return parse_incidents(ranges)
+    return incidents_from_marks(history.reports, endpoint)
+
+
+def incidents_frame(incidents: Sequence[Incident]) -> pd.DataFrame:
+    return pd.DataFrame([{"start": i.start, "end": i.end, "incident": i.label} for i in incidents],
+                        columns=["start", "end", "incident"])
+
+
 def page_incident(page: Transition, incidents: Sequence[Incident]) -> Incident | None:
     """The incident a page belongs to: it fired during it, or on a breaching point measured during it."""
     for incident in incidents:
@@ -489,7 +519,7 @@ class Sweep:
 
 
 def sweep(history: History, settings: Sequence[Setting], incidents: Sequence[Incident],
-          start: datetime | None = None, end: datetime | None = None) -> Sweep:
+          start: datetime | str | None = None, end: datetime | str | None = None) -> Sweep:
     if not incidents:
         raise BacktestInputError(history.source, ["a sweep is scored against incidents, and none were given or found "
                                                   "(give time ranges, --incident START/END; from reports, a deploy "
@@ -521,8 +551,13 @@ class Recommendation:
 def recommend(result: Sweep, current: Setting) -> Recommendation:
     """Page every incident (or as many as any setting does), with the fewest false pages, soonest;
     among equals the threshold closest to the current one, then more points needed to page (M), then
-    the shorter window (N)."""
+    the shorter window (N). A threshold the healthy hours breach is left out while another exists
+    (it pages an incident only because it was breaching already)."""
     table = result.table.assign(index=range(len(result.table)))
+    healthy = healthy_values(result.history, result.incidents)
+    clear = [(_margin(b.setting, healthy) or 1.0) > 0 for b in result.backtests]
+    if any(clear):
+        table = table[clear]
     table = table[table["missed incidents"] == table["missed incidents"].min()]
     table = table[table["false pages"] == table["false pages"].min()]
     table = table.assign(speed=table["minutes to page"].fillna(math.inf),
@@ -557,6 +592,43 @@ def _reason(result: Sweep, chosen: Setting, current: Setting) -> str:
     return "; ".join(parts) + "."
 
 
+@dataclass
+class Tuning:
+    """A sweep around the current setting, the setting it recommends and the ones that page sooner."""
+
+    sweep: Sweep
+    current: Setting
+    recommendation: Recommendation
+    earlier: pd.DataFrame
+
+    @property
+    def table(self) -> pd.DataFrame:
+        return self.sweep.table
+
+    def transitions(self, *settings: Setting) -> pd.DataFrame:
+        """Every state change of these settings' alarms on the history, in time order."""
+        rows = [{"setting": backtest.setting.label, "at": t.at, "from": t.old, "to": t.new, "reason": t.reason}
+                for backtest in self.sweep.backtests if backtest.setting in settings for t in backtest.transitions]
+        return pd.DataFrame(rows, columns=["setting", "at", "from", "to", "reason"]).sort_values("at", kind="stable")
+
+
+def current_setting(threshold: float = DEFAULT_MIN_DIVERSITY, **common) -> Setting:
+    """The design notes' alarm (2 of 3 one-hour periods) at `threshold`."""
+    return Setting(float(threshold), *DESIGN_M_OF_N, **common)
+
+
+def tune(history: History, thresholds: Iterable[float], pairs: Iterable[Sequence[int]], incidents: Sequence[Incident],
+         current: Setting, start: datetime | str | None = None, end: datetime | str | None = None) -> Tuning:
+    """Sweep thresholds x M-of-N (sharing `current`'s other fields; `current` always included)."""
+    common = {"treat_missing_data": current.treat_missing_data, "comparison_operator": current.comparison_operator,
+              "period": current.period, "statistic": current.statistic}
+    settings = settings_grid(thresholds, [(pair[0], pair[1]) for pair in pairs], **common)
+    if current not in settings:
+        settings.append(current)
+    result = sweep(history, settings, incidents, start, end)
+    return Tuning(result, current, recommend(result, current), earlier_settings(result, current))
+
+
 def earlier_settings(result: Sweep, current: Setting) -> pd.DataFrame:
     """Settings that page sooner than `current` on this history, and what each costs against it."""
     base = result.row(current)
@@ -579,9 +651,11 @@ def earlier_settings(result: Sweep, current: Setting) -> pd.DataFrame:
         if setting.datapoints_to_alarm < current.datapoints_to_alarm:
             costs.append(f"pages on {setting.datapoints_to_alarm} breaching hour(s) instead of "
                          f"{current.datapoints_to_alarm}")
-        margin = _margin(setting, healthy)
-        if margin is not None and margin < (_margin(current, healthy) or 0):
-            costs.append(f"healthy hours {margin:.2f} from the threshold (was {_margin(current, healthy):.2f})")
+        margin, was = _margin(setting, healthy), _margin(current, healthy)
+        if margin is not None and margin <= 0:
+            costs.append(f"the healthy hours breach it (by {-margin:.2f})")
+        elif margin is not None and was is not None and margin < was:
+            costs.append(f"healthy hours {margin:.2f} from the threshold (was {was:.2f})")
         rows.append({"threshold": setting.threshold, "M of N": setting.m_of_n,
                      "minutes to page": row["minutes to page"],
                      "sooner by (min)": base["minutes to page"] - row["minutes to page"],
@@ -604,30 +678,47 @@ def alarm_request(setting: Setting, metric: str, endpoint: str, schedule: str, t
     return validate_request("cloudwatch", "PutMetricAlarm", request)
 
 
+def write_request(request: Mapping, uri: str) -> str:
+    """The PutMetricAlarm request as JSON (local path or S3), for notebook 03's `alarm_request_file`."""
+    storage.write_bytes(uri, (json.dumps(request, indent=2) + "\n").encode())
+    return uri
+
+
 def sweep_figure(result: Sweep, current: Setting | None = None, chosen: Setting | None = None):
-    """Time to page against false pages, one point per setting (matplotlib Figure)."""
+    """Time to page against false pages, one point per outcome, labelled with the settings that reach
+    it ("M of N @ thresholds"); the current and the recommended setting ringed (matplotlib Figure)."""
     import matplotlib.pyplot as plt
 
     figure, axis = plt.subplots(figsize=(8, 4.5))
-    table = result.table
-    paged = table[table["minutes to page"].notna()]
-    axis.scatter(paged["minutes to page"], paged["false pages"], color="tab:blue", alpha=0.7)
-    for (_, row), backtest in zip(table.iterrows(), result.backtests):
+    spots: dict[tuple[float, int], dict[str, list[str]]] = {}
+    for backtest, (_, row) in zip(result.backtests, result.table.iterrows()):
         if pd.isna(row["minutes to page"]):
             continue
-        label = f"{row['threshold']:g} | {row['M of N']}"
-        style = {"fontsize": 7, "xytext": (4, 3), "textcoords": "offset points"}
-        if backtest.setting in (current, chosen):
-            axis.scatter([row["minutes to page"]], [row["false pages"]], s=120, facecolors="none",
-                         edgecolors="tab:green" if backtest.setting == chosen else "tab:red")
-            label += " (recommended)" if backtest.setting == chosen else " (current)"
-            style["fontsize"] = 8
-        axis.annotate(label, (row["minutes to page"], row["false pages"]), **style)
-    never = int(table["minutes to page"].isna().sum())
-    axis.set_xlabel("minutes from incident start to page (mean)")
+        spot = spots.setdefault((float(row["minutes to page"]), int(row["false pages"])), {})
+        spot.setdefault(backtest.setting.m_of_n, []).append(f"{backtest.setting.threshold:g}")
+    for (minutes, false_pages), labels in spots.items():
+        axis.scatter([minutes], [false_pages], color="tab:blue", alpha=0.7)
+        text = "\n".join(f"{m_of_n} @ {', '.join(thresholds)}" for m_of_n, thresholds in labels.items())
+        axis.annotate(text, (minutes, false_pages), fontsize=7, xytext=(9, 9), textcoords="offset points")
+    for setting, colour, name in ((current, "tab:red", "current"), (chosen, "tab:green", "recommended")):
+        if setting is None:
+            continue
+        row = result.row(setting)
+        if pd.notna(row["minutes to page"]):
+            axis.scatter([row["minutes to page"]], [row["false pages"]], s=260, facecolors="none", edgecolors=colour,
+                         linewidths=2, label=f"{name}: {setting.label}")
+    never = int(result.table["minutes to page"].isna().sum())
+    axis.set_xlabel("minutes from incident start to first page (mean over incidents)")
     axis.set_ylabel("false pages")
-    axis.set_title(f"{result.history.metric}: {len(table)} settings, {never} never paged")
+    axis.set_title(f"{result.history.metric}: {len(result.table)} settings ({never} never paged)")
+    most = int(result.table["false pages"].max()) if len(result.table) else 0
+    axis.set_ylim(-0.5, most + 1.5)
+    axis.yaxis.get_major_locator().set_params(integer=True)
+    axis.set_xlim(left=min([-5.0, *(minutes - 5 for minutes, _ in spots)]),
+                  right=max([60.0, *(minutes * 1.25 + 10 for minutes, _ in spots)]))
     axis.grid(alpha=0.3)
+    if current is not None or chosen is not None:
+        axis.legend(loc="upper right", fontsize=8)
     figure.tight_layout()
     return figure
 
@@ -670,35 +761,33 @@ def _run(args: argparse.Namespace) -> int:
         return 2
 
 
-def _settings_from(args: argparse.Namespace) -> list[Setting]:
-    problems, pairs = [], [(args.datapoints_to_alarm, args.evaluation_periods)]
-    if args.m_of_n:
-        pairs = []
-        for text in args.m_of_n:
-            m, _, n = text.partition("/")
-            if not (m.strip().isdigit() and n.strip().isdigit()):
-                problems.append(f"--m-of-n {text!r} is not M/N, e.g. 2/3")
-            else:
-                pairs.append((int(m), int(n)))
+def _pairs_from(args: argparse.Namespace) -> list[tuple[int, int]]:
+    if not args.m_of_n:
+        return [(args.datapoints_to_alarm, args.evaluation_periods)]
+    problems, pairs = [], []
+    for text in args.m_of_n:
+        m, _, n = text.partition("/")
+        if m.strip().isdigit() and n.strip().isdigit():
+            pairs.append((int(m), int(n)))
+        else:
+            problems.append(f"--m-of-n {text!r} is not M/N, e.g. 2/3")
     if problems:
         raise BacktestInputError("alarm setting", problems)
-    return check_settings(settings_grid(args.threshold, pairs, treat_missing_data=args.treat_missing_data,
-                                        comparison_operator=args.comparison_operator, period=args.period,
-                                        statistic=args.statistic))
+    return pairs
 
 
 def _backtest(args: argparse.Namespace) -> int:
-    settings = _settings_from(args)
-    problems, start, end = [], None, None
+    pairs = _pairs_from(args)
+    common = {"treat_missing_data": args.treat_missing_data, "comparison_operator": args.comparison_operator,
+              "period": args.period, "statistic": args.statistic}
+    settings = check_settings(settings_grid(args.threshold, pairs, **common))
+    problems, moments = [], {}
     for name in ("start", "end"):
         text = getattr(args, name)
-        if text:
-            try:
-                value = parse_utc(text, f"--{name}")
-            except ValueError as error:
-                problems.append(str(error))
-            else:
-                start, end = (value, end) if name == "start" else (start, value)
+        try:
+            moments[name] = parse_utc(text, f"--{name}") if text else None
+        except ValueError as error:
+            problems.append(str(error))
     incidents = []
     try:
         incidents = parse_incidents(args.incident)
@@ -706,49 +795,48 @@ def _backtest(args: argparse.Namespace) -> int:
         problems += error.problems
     if problems:
         raise BacktestInputError("alarm-backtest", problems)
-    if args.source.lower().endswith(".csv"):
-        history = read_csv(args.source, args.publication_delay or 0.0, args.metric or "value")
-    else:
-        history = read_reports(args.source, args.metric, args.publication_delay)
-        if not args.incident:
-            incidents = incidents_from_marks(history.reports)
+    start, end = moments.get("start"), moments.get("end")
+    history = load_history(args.source, args.metric, args.publication_delay)
+    if not incidents:
+        incidents = incidents_for(history)
     if len(settings) == 1:
-        backtest = replay(history, settings, start, end)[0]
-        if args.json:
-            print(json.dumps(backtest.as_json()))
-            return 0
-        print(f"{history.metric} from {history.source}: {len(history.published)} point(s), {history.timing}")
-        print(f"alarm: {settings[0].label}, TreatMissingData={settings[0].treat_missing_data}, "
-              f"{settings[0].comparison_operator}, period {settings[0].period}s, "
-              f"{iso_z(backtest.start)} .. {iso_z(backtest.end)}")
-        for transition in backtest.transitions:
-            print(f"  {iso_z(transition.at)}  {transition.old} -> {transition.new}  {transition.reason}")
-        if incidents:
-            print(pd.DataFrame([score(backtest, incidents)]).to_string(index=False))
-        return 0
-    result = sweep(history, settings, incidents, start, end)
-    current = Setting(DEFAULT_MIN_DIVERSITY, *DESIGN_M_OF_N, treat_missing_data=settings[0].treat_missing_data,
-                      comparison_operator=settings[0].comparison_operator, period=settings[0].period,
-                      statistic=settings[0].statistic)
-    chosen = recommend(result, current)
-    if args.json:
-        print(json.dumps({"settings": json.loads(result.table.to_json(orient="records")),
-                          "incidents": [{"start": iso_z(i.start), "end": iso_z(i.end), "label": i.label}
-                                        for i in incidents],
-                          "recommended": {"threshold": chosen.setting.threshold,
-                                          "datapoints_to_alarm": chosen.setting.datapoints_to_alarm,
-                                          "evaluation_periods": chosen.setting.evaluation_periods,
-                                          "reason": chosen.reason}}))
-        return 0
+        _print_one(history, replay(history, settings, start, end)[0], incidents, args.json)
+    else:
+        tuning = tune(history, args.threshold, pairs, incidents, current_setting(**common), start, end)
+        _print_sweep(history, tuning, args.json)
+    return 0
+
+
+def _print_one(history: History, backtest: Backtest, incidents: Sequence[Incident], as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(backtest.as_json()))
+        return
+    setting = backtest.setting
+    print(f"{history.metric} from {history.source}: {len(history.published)} point(s), {history.timing}")
+    print(f"alarm: {setting.label}, TreatMissingData={setting.treat_missing_data}, {setting.comparison_operator}, "
+          f"{setting.statistic}, period {setting.period}s, evaluated {iso_z(backtest.start)} .. {iso_z(backtest.end)}")
+    for transition in backtest.transitions:
+        print(f"  {iso_z(transition.at)}  {transition.old} -> {transition.new}  {transition.reason}")
+    if incidents:
+        print(pd.DataFrame([score(backtest, incidents)]).to_string(index=False))
+
+
+def _print_sweep(history: History, tuning: Tuning, as_json: bool) -> None:
+    chosen = tuning.recommendation
+    incidents = tuning.sweep.incidents
+    if as_json:
+        print(json.dumps({
+            "settings": json.loads(tuning.table.to_json(orient="records")),
+            "incidents": [{"start": iso_z(i.start), "end": iso_z(i.end), "label": i.label} for i in incidents],
+            "recommended": {"threshold": chosen.setting.threshold, "datapoints_to_alarm": chosen.setting.datapoints_to_alarm,
+                            "evaluation_periods": chosen.setting.evaluation_periods, "reason": chosen.reason},
+        }))
+        return
     print(f"{history.metric} from {history.source}: {len(history.published)} point(s), {history.timing}")
     for incident in incidents:
         print(f"incident {iso_z(incident.start)} .. {iso_z(incident.end)}  {incident.label}")
-    print(result.table.to_string(index=False))
-    if current in settings:
-        earlier = earlier_settings(result, current)
-        if len(earlier):
-            print(f"\npaging sooner than {current.label}:")
-            print(earlier.to_string(index=False))
+    print(tuning.table.to_string(index=False))
+    if len(tuning.earlier):
+        print(f"\npaging sooner than {tuning.current.label}:")
+        print(tuning.earlier.to_string(index=False))
     print(f"\nrecommended: {chosen.reason}")
-    return 0
-
