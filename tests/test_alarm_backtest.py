@@ -81,7 +81,7 @@ def test_backtest_of_the_s3_reports_reproduces_the_alarms_history(real_alarm):
     assert [(f"{at:%H:%M}", old, new) for at, old, new in real_alarm["changes"]] == [
         ("07:05", "INSUFFICIENT_DATA", "OK"), ("10:01", "OK", "ALARM"), ("12:01", "ALARM", "OK")]
     history = bt.read_reports(schedule_reports_prefix(REPORTS_URI, ENDPOINT, SCHEDULE))
-    assert len(history.published) == 6 and "6 run(s) stamped and published at their measured_at" in history.timing
+    assert len(history.published) == 6 and history.timing == "6 point(s) stamped at their run's measured_at"
     backtest = bt.replay(history, [real_alarm["setting"]], real_alarm["created"], DEMO_END)[0]
     assert as_moves(backtest) == real_alarm["changes"]
 

@@ -16,6 +16,7 @@ from diversity_monitor.aws.alarm_evaluation import ALARM, INSUFFICIENT_DATA, OK
 from diversity_monitor.aws.service_schema import RequestInvalid
 from diversity_monitor.conventions import CUSTOM_BLOCK, STATISTICS_FILE, VIOLATIONS_FILE, diversity_metric
 from diversity_monitor.oncall import alarm_backtest as bt
+from diversity_monitor.storage import StorageError
 from unit.test_alarm_evaluation import RETAIN, TABLE_2_OF_3, TABLE_3_OF_3, TREATMENTS
 
 UTC = timezone.utc
@@ -166,7 +167,10 @@ def write_reports(root: Path, layout: str) -> None:
         if config is None:  # a failed run: a partial notebook, no statistics
             (folder / "report.ipynb").write_text("{}")
             continue
-        (folder / STATISTICS_FILE).write_text(json.dumps(statistics(hour, mean, config)))
+        document = statistics(hour, mean, config)
+        if hour == "12":  # an older report that does not say when it measured
+            del document[CUSTOM_BLOCK]["measured_at"]
+        (folder / STATISTICS_FILE).write_text(json.dumps(document))
         (folder / VIOLATIONS_FILE).write_text(json.dumps({"violations": []}))
 
 
@@ -177,20 +181,25 @@ def test_reports_give_the_published_metric_at_measured_at_and_the_rolled_back_de
     history = bt.read_reports(str(tmp_path / "reports"))
     assert history.metric == diversity_metric(10)
     assert [(f"{p.stamped:%H:%M:%S}", p.value) for p in history.points] == [
-        ("07:02:30", 7.1), ("08:02:30", 7.1), ("09:02:30", 2.0), ("10:02:30", 2.0), ("11:20:00", None),
-        ("12:02:30", 7.1)]
-    assert "5 run(s) stamped and published at their measured_at, 1 without it at their hour + 20 min" in history.timing
+        ("07:02:30", 7.1), ("08:02:30", 7.1), ("09:02:30", 2.0), ("10:02:30", 2.0), ("11:00:00", None),
+        ("12:20:00", 7.1)]
+    assert history.timing == ("4 point(s) stamped at their run's measured_at, 1 at their hour + 20 min (no measured_at; "
+                              "--publication-delay); 1 run(s) published no value (missing hours)")
+    assert bt.history_from_reports(history.reports, publication_delay=5).points[-1].stamped == at("2027-01-04T12:05:00Z")
     incidents = bt.incidents_from_marks(history.reports)
-    assert [(i.start, i.end) for i in incidents] == [(at("2027-01-04T09:02:30Z"), at("2027-01-04T12:02:30Z"))]
+    # The rollback is timed by the first run after it, which says its hour (12:00) but not when it measured.
+    assert [(i.start, i.end) for i in incidents] == [(at("2027-01-04T09:02:30Z"), at("2027-01-04T12:00:00Z"))]
     assert incidents[0].label == "prod-v2 deployed, rolled back to prod-v1"
     backtest = bt.replay(history, [bt.Setting(4.0, 2, 3)])[0]
+    # Default range: to one period after the last point (12:20), less a minute. 14:03 would be OK.
     assert moves(backtest) == [("07:03", INSUFFICIENT_DATA, OK), ("10:03", OK, ALARM)]
+    assert backtest.end == at("2027-01-04T13:19:00Z")
 
 
 def test_reports_of_two_schedules_are_refused_naming_both(tmp_path):
     for schedule in ("hourly", "daily"):
         write_reports(tmp_path / "reports" / "prod" / schedule, "model-monitor")
-    with pytest.raises(Exception, match="2 schedules .*prod/daily.*prod/hourly"):
+    with pytest.raises(StorageError, match="under 2 folders .*prod/daily.*prod/hourly.*point at one schedule's folder"):
         bt.read_reports(str(tmp_path / "reports"))
 
 

@@ -13,7 +13,7 @@ alarm have done?" on history the team already has, with the very evaluator the l
    `publication_delay`, 0 by default). A failed run, or a run that published no value for the
    metric, is a missing hour;
 2. the replay (`replay`): for every minute of the range, the sliding-window period buckets
-   (`alarm_evaluation.evaluation_buckets`) filled with the points published by then, and
+   (`alarm_evaluation.evaluation_buckets`) filled with the points stamped in them, and
    `alarm_evaluation.evaluate` from the alarm's current state; every state change is a
    `Transition`. A new alarm starts in INSUFFICIENT_DATA, as CloudWatch creates it;
 3. the sweep (`sweep`): many settings (thresholds x M-of-N) over one history, each scored
@@ -90,13 +90,14 @@ class BacktestInputError(ValueError):
 
 @dataclass(frozen=True)
 class Point:
-    """One data point: stamped `stamped` (its Timestamp), published (in CloudWatch) at `published`.
-    `value` None: the hour has no value (a failed run, an empty CSV cell); nothing is published."""
+    """One data point, stamped `stamped` (its Timestamp). The job stamps a point when it measures and
+    the platform publishes it as the job ends, so it counts from the first evaluation after its stamp
+    (the seconds the report takes to render after measuring are not modelled). `value` None: the hour
+    has no value (a failed run, an empty CSV cell); nothing is published."""
 
     stamped: datetime
-    published: datetime
     value: float | None
-    hour: datetime | None = None  # the scheduled hour it comes from (reports)
+    hour: datetime | None = None  # the scheduled hour (reports) or the CSV's timestamp
 
 
 @dataclass(frozen=True)
@@ -112,8 +113,8 @@ class History:
         return [point for point in self.points if point.value is not None]
 
     def frame(self) -> pd.DataFrame:
-        return pd.DataFrame([{"stamped": p.stamped, "published": p.published, "value": p.value} for p in self.points],
-                            columns=["stamped", "published", "value"])
+        return pd.DataFrame([{"hour": p.hour, "stamped": p.stamped, "value": p.value} for p in self.points],
+                            columns=["hour", "stamped", "value"])
 
 
 def parse_utc(text: str, what: str) -> datetime:
@@ -171,7 +172,7 @@ def read_csv(uri: str, publication_delay: float = 0.0, metric: str = "value") ->
     if problems:
         raise BacktestInputError(uri, problems)
     delay = _minutes(publication_delay, "--publication-delay")
-    points = tuple(Point(stamp + delay, stamp + delay, value) for _, stamp, value in sorted(rows, key=lambda row: row[1]))
+    points = tuple(Point(stamp + delay, value, stamp) for _, stamp, value in sorted(rows, key=lambda row: row[1]))
     return History(metric, uri, points, f"each value stamped and published {publication_delay:g} min after its timestamp")
 
 
@@ -197,18 +198,21 @@ def history_from_reports(reports: Sequence[HourReport], metric: str | None = Non
         raise BacktestInputError(source, [f"no run published {metric!r}; the runs published {names}"])
     delay_minutes = SCHEDULE_START_DELAY_MINUTES if publication_delay is None else publication_delay
     delay = _minutes(delay_minutes, "--publication-delay")
-    points, undated = [], 0
+    points, undated, missing = [], 0, 0
     for report in sorted(reports, key=lambda r: r.hour):
-        measured = report.figures.get("measured_at")
-        if measured:
+        value = published.get(report.hour, {}).get(metric)
+        if value is None:
+            stamp, missing = report.hour, missing + 1
+        elif report.figures.get("measured_at"):
             stamp = report.measured_at
         else:
             stamp, undated = report.hour + delay, undated + 1
-        value = published.get(report.hour, {}).get(metric)
-        points.append(Point(stamp, stamp, value, report.hour))
-    timing = f"{len(points) - undated} run(s) stamped and published at their measured_at"
+        points.append(Point(stamp, value, report.hour))
+    timing = f"{len(points) - undated - missing} point(s) stamped at their run's measured_at"
     if undated:
-        timing += f", {undated} without it at their hour + {delay_minutes:g} min (--publication-delay)"
+        timing += f", {undated} at their hour + {delay_minutes:g} min (no measured_at; --publication-delay)"
+    if missing:
+        timing += f"; {missing} run(s) published no value (missing hours)"
     return History(metric, source, tuple(points), timing, tuple(reports))
 
 
@@ -322,7 +326,7 @@ def default_range(history: History, settings: Sequence[Setting]) -> tuple[dateti
     if not points:
         raise BacktestInputError(history.source, ["no data points"])
     start = _floor_minute(points[0].stamped)
-    last = max(max(p.published, p.stamped) for p in points)
+    last = max(p.stamped for p in points)
     period = max(timedelta(seconds=s.period) for s in settings)
     return start, _floor_minute(last) + period - MINUTE
 
@@ -368,8 +372,7 @@ def _replay_group(history: History, settings: Sequence[Setting], period: int, st
         first = buckets[0][0]
         members: list[list[Point]] = [[] for _ in buckets]
         for point in points[bisect.bisect_left(stamps, first):bisect.bisect_left(stamps, buckets[-1][1])]:
-            if point.published <= now:
-                members[(point.stamped - first) // step].append(point)
+            members[(point.stamped - first) // step].append(point)
         values = [float(combine([p.value for p in group])) if group else None for group in members]
         for i, rule in enumerate(rules):
             width = ev.evaluation_range(rule.evaluation_periods)

@@ -116,7 +116,7 @@ def reports_under(root: str) -> list[HourReport]:
         folders.setdefault((match["parent"], hour), []).append(uri)
     parents = sorted({parent for parent, _ in folders})
     if len(parents) > 1:
-        raise storage.StorageError(f"{root} holds the reports of {len(parents)} schedules ({', '.join(parents)}): "
+        raise storage.StorageError(f"{root} holds hour folders under {len(parents)} folders ({', '.join(parents)}): "
                                    "point at one schedule's folder")
     return [read_hour_report(hour, files[0].rsplit("/", 1)[0], tuple(sorted(files)))
             for (_, hour), files in sorted(folders.items(), key=lambda item: item[0][1])]
