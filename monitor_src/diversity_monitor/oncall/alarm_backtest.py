@@ -4,11 +4,12 @@ CloudWatch shows what an alarm did only after it exists. This module answers "wh
 alarm have done?" on history the team already has, with the very evaluator the local stack runs
 (`aws.alarm_evaluation`), minute by minute, the way CloudWatch evaluates:
 
-1. a history (`History`): the metric's data points, each with the time it is stamped with and
-   the time CloudWatch has it. From the hourly reports (`read_reports`: the value the run
-   published, `job.metrics_file.metric_values`, stamped at the report's `measured_at`, which
-   already holds the run's late start and its replay; a report without it counts as published
-   `publication_delay` after its hour, 20 minutes by default, the platform's worst late start)
+1. a history (`History`): the metric's data points, each stamped when it was measured, and so
+   counted from the first evaluation after that (`Point`). From the hourly reports
+   (`read_reports`: the value the run published, `job.metrics_file.metric_values`, stamped at the
+   report's `measured_at`, which already holds the run's late start and its replay; a report
+   without it is stamped `publication_delay` after its hour, 20 minutes by default, the
+   platform's worst late start)
    or from a CSV `timestamp,value` (`read_csv`: stamped at the timestamp plus
    `publication_delay`, 0 by default). A failed run, or a run that published no value for the
    metric, is a missing hour;
