@@ -19,6 +19,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "baseline-gate": ("diversity_monitor.setup.baseline_gate:register", "judge a candidate's baseline against the floor and the previous version (exit 1: do not deploy)"),
     "demo": ("diversity_monitor.demo.command:register", "replay the incident end to end on the embedded local stack"),
     "capture-stats": ("diversity_monitor.oncall.capture_stats:register", "live-traffic diversity and malformed lines from data capture (S3 or folder)"),
+    "alarm-backtest": ("diversity_monitor.oncall.alarm_backtest:register", "replay a metric's history through CloudWatch's alarm rules; sweep thresholds and M-of-N against incidents"),
     "recommender": ("diversity_monitor.recommender.cli:register", "reference news recommender: generate data, train, serve"),
     "local": ("diversity_monitor.local.cli:register", "the embedded local stack: up, down, status, advance"),
 }

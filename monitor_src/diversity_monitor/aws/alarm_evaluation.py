@@ -105,6 +105,25 @@ def validate_period(period: int, evaluation_periods: int) -> None:
         )
 
 
+def rule_problems(threshold: float, comparison_operator: str, evaluation_periods: int, datapoints_to_alarm: int,
+                  treat_missing_data: str) -> list[str]:
+    """Every reason these alarm fields are invalid (empty when they are valid), so all are reported at once."""
+    problems = []
+    if not isinstance(threshold, (int, float)) or threshold != threshold or abs(threshold) == float("inf"):
+        problems.append(f"Threshold must be a finite number, got {threshold!r}")
+    if comparison_operator not in COMPARISONS:
+        problems.append(f"ComparisonOperator {comparison_operator!r} is not supported for a "
+                        f"static-threshold alarm; use one of {sorted(COMPARISONS)}")
+    if evaluation_periods < 1:
+        problems.append(f"EvaluationPeriods must be at least 1, got {evaluation_periods}")
+    if not 1 <= datapoints_to_alarm <= max(evaluation_periods, 1):
+        problems.append(f"DatapointsToAlarm must be between 1 and EvaluationPeriods "
+                        f"({evaluation_periods}), got {datapoints_to_alarm}")
+    if treat_missing_data not in TREAT_MISSING:
+        problems.append(f"TreatMissingData {treat_missing_data!r} is invalid; use one of {TREAT_MISSING}")
+    return problems
+
+
 @dataclass(frozen=True)
 class AlarmRule:
     """The parts of a metric alarm that decide its state."""
@@ -116,22 +135,10 @@ class AlarmRule:
     treat_missing_data: str = "missing"
 
     def __post_init__(self) -> None:
-        if self.comparison_operator not in COMPARISONS:
-            raise ValueError(
-                f"ComparisonOperator {self.comparison_operator!r} is not supported for a "
-                f"static-threshold alarm; use one of {sorted(COMPARISONS)}"
-            )
-        if self.evaluation_periods < 1:
-            raise ValueError(f"EvaluationPeriods must be at least 1, got {self.evaluation_periods}")
-        if not 1 <= self.datapoints_to_alarm <= self.evaluation_periods:
-            raise ValueError(
-                f"DatapointsToAlarm must be between 1 and EvaluationPeriods "
-                f"({self.evaluation_periods}), got {self.datapoints_to_alarm}"
-            )
-        if self.treat_missing_data not in TREAT_MISSING:
-            raise ValueError(
-                f"TreatMissingData {self.treat_missing_data!r} is invalid; use one of {TREAT_MISSING}"
-            )
+        problems = rule_problems(self.threshold, self.comparison_operator, self.evaluation_periods,
+                                 self.datapoints_to_alarm, self.treat_missing_data)
+        if problems:
+            raise ValueError("; ".join(problems))
 
     @classmethod
     def from_metric_alarm(cls, alarm: Mapping) -> AlarmRule:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import orjson
@@ -90,13 +90,46 @@ def load_reports_under(schedule_prefix: str, start: datetime, end: datetime) -> 
     for hour in hour_marks(start, end):
         prefix = f"{schedule_prefix.rstrip('/')}/{hour_path(hour)}"
         files = tuple(storage.list_objects(prefix + "/"))
-        if not files:
-            continue
-        names = {uri.rsplit("/", 1)[-1]: uri for uri in files}
-        statistics = _json(names[STATISTICS_FILE]) if STATISTICS_FILE in names else None
-        violations = _json(names[VIOLATIONS_FILE]).get("violations", []) if VIOLATIONS_FILE in names else []
-        reports.append(HourReport(hour, prefix, statistics, violations, files))
+        if files:
+            reports.append(read_hour_report(hour, prefix, files))
     return reports
+
+
+def read_hour_report(hour: datetime, prefix: str, files: tuple[str, ...]) -> HourReport:
+    """One hour folder's report from the files listed in it."""
+    names = {uri.rsplit("/", 1)[-1]: uri for uri in files}
+    statistics = _json(names[STATISTICS_FILE]) if STATISTICS_FILE in names else None
+    violations = _json(names[VIOLATIONS_FILE]).get("violations", []) if VIOLATIONS_FILE in names else []
+    return HourReport(hour, prefix, statistics, violations, files)
+
+
+# An hour folder: Model Monitor's `.../yyyy/mm/dd/HH/<file>`, or the demo's flattened copy `.../yyyy-mm-dd-HH/<file>`.
+_HOUR_FOLDER = re.compile(r"^(?P<parent>.*?)/?(?P<y>\d{4})(?P<sep>[/-])(?P<m>\d{2})(?P=sep)(?P<d>\d{2})(?P=sep)(?P<h>\d{2})/[^/]+$")
+
+
+def reports_under(root: str) -> list[HourReport]:
+    """Every hour folder's report under `root`, oldest first, without knowing the range beforehand.
+
+    `root` is a schedule's folder in Model Monitor's layout (`<S3Uri>/<endpoint>/<schedule>/`), a
+    reports prefix holding exactly one schedule, or a folder of flattened `yyyy-mm-dd-HH/` copies
+    (what `diversity-monitor demo` leaves in `reports/`); S3 or local. Files outside hour folders
+    (incident summaries) are not reports. Hour folders under two schedules are refused, naming both.
+    """
+    base = root.rstrip("/") + "/" if storage.is_s3(root) else root
+    folders: dict[tuple[str, datetime], list[str]] = {}
+    for uri in storage.list_objects(base):
+        relative = uri[len(base):].lstrip("/") if uri.startswith(base) else uri
+        match = _HOUR_FOLDER.match(relative)
+        if not match:
+            continue
+        hour = datetime(int(match["y"]), int(match["m"]), int(match["d"]), int(match["h"]), tzinfo=timezone.utc)
+        folders.setdefault((match["parent"], hour), []).append(uri)
+    parents = sorted({parent for parent, _ in folders})
+    if len(parents) > 1:
+        raise storage.StorageError(f"{root} holds hour folders under {len(parents)} folders ({', '.join(parents)}): "
+                                   "point at one schedule's folder")
+    return [read_hour_report(hour, files[0].rsplit("/", 1)[0], tuple(sorted(files)))
+            for (_, hour), files in sorted(folders.items(), key=lambda item: item[0][1])]
 
 
 def _json(uri: str) -> dict:

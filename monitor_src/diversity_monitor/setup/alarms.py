@@ -23,10 +23,13 @@ a floor change never leaves the old alarm paging on the old floor.
 
 from __future__ import annotations
 
+import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import boto3
 
+from diversity_monitor import storage
 from diversity_monitor.conventions import (
     DEFAULT_MIN_SUCCESS_RATE,
     METRIC_PERIOD_SECONDS,
@@ -45,36 +48,87 @@ def alarm_names(endpoint_name: str) -> dict[str, str]:
             "health": f"{endpoint_name}-diversity-monitor-unhealthy"}
 
 
-def _alarm_request(spec: MonitorSpec, topic_arn: str, *, name: str, description: str, metric: str, statistic: str,
-                   periods: int, datapoints: int, threshold: float, missing: str, armed: bool = True) -> dict:
-    """PutMetricAlarm on one of the run's metrics: its namespace, its dimensions, one period per run."""
+def metric_alarm_request(endpoint: str, schedule: str, topic_arn: str | None, *, name: str, description: str,
+                         metric: str, statistic: str, periods: int, datapoints: int, threshold: float, missing: str,
+                         armed: bool = True, comparison: str = "LessThanThreshold",
+                         period: int = METRIC_PERIOD_SECONDS) -> dict:
+    """PutMetricAlarm on one of the run's metrics: its namespace, its dimensions, one period per run
+    (no actions when `topic_arn` is None)."""
+    actions = {"AlarmActions": [topic_arn], "OKActions": [topic_arn]} if topic_arn else {}
     return {
         "AlarmName": name,
-        "AlarmDescription": f"{description} {spec.runbook_hint}",
+        "AlarmDescription": description,
         "ActionsEnabled": armed,
-        "AlarmActions": [topic_arn],
-        "OKActions": [topic_arn],
+        **actions,
         "Namespace": METRICS_NAMESPACE,
         "MetricName": metric,
-        "Dimensions": metric_dimensions(spec.endpoint_name, spec.schedule_name),
+        "Dimensions": metric_dimensions(endpoint, schedule),
         "Statistic": statistic,
-        "Period": METRIC_PERIOD_SECONDS,
+        "Period": period,
         "EvaluationPeriods": periods,
         "DatapointsToAlarm": datapoints,
         "Threshold": threshold,
-        "ComparisonOperator": "LessThanThreshold",
+        "ComparisonOperator": comparison,
         "TreatMissingData": missing,
     }
 
 
-def diversity_alarm_request(spec: MonitorSpec, topic_arn: str) -> dict:
+def _alarm_request(spec: MonitorSpec, topic_arn: str, *, description: str, **fields) -> dict:
+    return metric_alarm_request(spec.endpoint_name, spec.schedule_name, topic_arn,
+                                description=f"{description} {spec.runbook_hint}", **fields)
+
+
+def diversity_alarm_request(spec: MonitorSpec, topic_arn: str, tuned: Mapping | None = None) -> dict:
+    """The diversity alarm; `tuned` (a PutMetricAlarm request from notebook 05 / `alarm-backtest`, for
+    this very alarm) sets its threshold, comparison, M of N and missing-data treatment."""
+    rule = {"Threshold": spec.min_diversity, "ComparisonOperator": "LessThanThreshold", "EvaluationPeriods": 3,
+            "DatapointsToAlarm": 2, "TreatMissingData": "missing"}
+    if tuned is not None:
+        rule = _tuned_rule(tuned, _alarm_request(spec, topic_arn, description="", **_diversity_fields(spec, rule)))
+    relation = "below" if rule["ComparisonOperator"] == "LessThanThreshold" else rule["ComparisonOperator"]
     return _alarm_request(
-        spec, topic_arn, name=alarm_names(spec.endpoint_name)["diversity"],
-        description=(f"Mean distinct categories per top-{spec.top_k} on {spec.endpoint_name} below "
-                     f"{spec.min_diversity:g} for 2 of 3 hours (schedule {spec.schedule_name})."),
-        metric=spec.diversity_metric, statistic="Average", periods=3, datapoints=2,
-        threshold=spec.min_diversity, missing="missing",
+        spec, topic_arn,
+        description=(f"Mean distinct categories per top-{spec.top_k} on {spec.endpoint_name} {relation} "
+                     f"{rule['Threshold']:g} for {rule['DatapointsToAlarm']} of {rule['EvaluationPeriods']} hours "
+                     f"(schedule {spec.schedule_name})."),
+        **_diversity_fields(spec, rule),
     )
+
+
+def _diversity_fields(spec: MonitorSpec, rule: Mapping) -> dict:
+    return {"name": alarm_names(spec.endpoint_name)["diversity"], "metric": spec.diversity_metric,
+            "statistic": "Average", "periods": rule["EvaluationPeriods"], "datapoints": rule["DatapointsToAlarm"],
+            "threshold": rule["Threshold"], "missing": rule["TreatMissingData"], "comparison": rule["ComparisonOperator"]}
+
+
+# What a tuned request sets, and what must match for it to be about this schedule's diversity alarm.
+TUNED_FIELDS = ("Threshold", "ComparisonOperator", "EvaluationPeriods", "DatapointsToAlarm", "TreatMissingData")
+TUNED_IDENTITY = ("AlarmName", "Namespace", "MetricName", "Dimensions", "Statistic", "Period")
+
+
+def _tuned_rule(tuned: Mapping, base: Mapping) -> dict:
+    def same(key: str) -> bool:
+        if key == "Dimensions":
+            return sorted(map(str, tuned.get(key) or [])) == sorted(map(str, base[key]))
+        return tuned.get(key) == base[key]
+
+    problems = [f"{key} is {tuned.get(key)!r}, this schedule's diversity alarm has {base[key]!r}"
+                for key in TUNED_IDENTITY if not same(key)]
+    problems += [f"{key} is missing" for key in TUNED_FIELDS if tuned.get(key) is None]
+    if problems:
+        raise ValueError("the tuned alarm request does not fit this schedule's diversity alarm: " + "; ".join(problems))
+    return {key: tuned[key] for key in TUNED_FIELDS}
+
+
+def read_tuned_request(uri: str) -> dict:
+    """A PutMetricAlarm request saved by notebook 05 (`alarm_backtest.write_request`)."""
+    try:
+        request = json.loads(storage.read_text(uri))
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{uri} is not a JSON PutMetricAlarm request ({error})") from None
+    if not isinstance(request, dict):
+        raise ValueError(f"{uri}: expected a JSON object (a PutMetricAlarm request), got {type(request).__name__}")
+    return request
 
 
 def health_alarm_request(spec: MonitorSpec, topic_arn: str, min_success_rate: float = DEFAULT_MIN_SUCCESS_RATE, *,
@@ -93,10 +147,13 @@ class AlarmsApplied:
     names: list[str]  # diversity alarm, then health alarm
     health_armed: bool
     removed: tuple[str, ...] = ()  # superseded alarms deleted (old names that carried a floor)
+    tuned: str = ""  # what a tuned request (notebook 05) changed, in words
 
     @property
     def message(self) -> str:
         lines = [f"alarms (created or updated in place): {', '.join(self.names)}"]
+        if self.tuned:
+            lines.append(self.tuned)
         if self.removed:
             lines.append(f"removed superseded alarms on this schedule: {', '.join(self.removed)}")
         if self.health_armed:
@@ -122,22 +179,38 @@ def superseded_alarms(spec: MonitorSpec, keep: str, client) -> list[str]:
     return found
 
 
-def apply_alarms(spec: MonitorSpec, topic_arn: str, client=None, *, health_armed: bool | None = None) -> AlarmsApplied:
+def apply_alarms(spec: MonitorSpec, topic_arn: str, client=None, *, health_armed: bool | None = None,
+                 tuned_request_uri: str | None = None) -> AlarmsApplied:
     """Create or update both alarms in place, and delete the ones they supersede.
 
     The health alarm is armed only once the schedule has published (`health_armed=None` asks the
-    service), so creating it next to a new schedule does not page the on-call.
+    service), so creating it next to a new schedule does not page the on-call. `tuned_request_uri`:
+    notebook 05's PutMetricAlarm request, whose rule the diversity alarm takes (checked first: it
+    must be for this alarm, metric and dimensions).
     """
+    tuned = read_tuned_request(tuned_request_uri) if tuned_request_uri else None
+    diversity = diversity_alarm_request(spec, topic_arn, tuned)
     client = client or boto3.client("cloudwatch")
     armed = schedule_has_published(spec.schedule_name) if health_armed is None else health_armed
     names = []
-    for request in (diversity_alarm_request(spec, topic_arn), health_alarm_request(spec, topic_arn, armed=armed)):
+    for request in (diversity, health_alarm_request(spec, topic_arn, armed=armed)):
         client.put_metric_alarm(**request)
         names.append(request["AlarmName"])
     removed = superseded_alarms(spec, names[0], client)
     if removed:
         client.delete_alarms(AlarmNames=removed)
-    return AlarmsApplied(names, armed, tuple(removed))
+    return AlarmsApplied(names, armed, tuple(removed), _tuned_note(spec, diversity, tuned_request_uri))
+
+
+def _tuned_note(spec: MonitorSpec, request: Mapping, uri: str | None) -> str:
+    if not uri:
+        return ""
+    note = (f"diversity alarm TUNED by {uri}: {request['ComparisonOperator']} {request['Threshold']:g}, "
+            f"{request['DatapointsToAlarm']} of {request['EvaluationPeriods']}, TreatMissingData={request['TreatMissingData']}")
+    if request["Threshold"] != spec.min_diversity:
+        note += (f" (the job's --min-diversity stays {spec.min_diversity:g}, so the reports' floor violation and the "
+                 f"alarm now differ; set min_diversity to {request['Threshold']:g} to align them)")
+    return note
 
 
 def ensure_topic(name: str, client=None) -> str:
