@@ -95,9 +95,9 @@ def test_reports_are_left_where_the_readme_says(demo):
     bad = json.loads((output / "reports/2027-10-31-10/constraint_violations.json").read_text())
     assert any("below the floor 4" in v["description"] for v in bad["violations"])
     assert (output / "timeline.png").stat().st_size > 10_000
-    # the dashboard's four graphs on its grid: two rows of two 600 x 300 graphs
+    # the dashboard's six graphs on its grid: three rows of two 600 x 300 graphs
     board = decode_png((output / DASHBOARD_PICTURE).read_bytes())
-    assert board.shape[:2] == (600, 1200)
+    assert board.shape[:2] == (900, 1200)
     diversity = board[:300, :600]  # top left: the mean crossed the floor both ways
     mean_rows = series_rows(diversity, PALETTE[0])
     assert mean_rows.min() < line_row(diversity, FLOOR_COLOR) < mean_rows.max()

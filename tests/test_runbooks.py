@@ -230,7 +230,7 @@ def test_runbook_opens_with_the_dashboards_graphs(drill):
     assert cells and dry.notebook.cells.index(cells[0]) < min(
         n for n, cell in enumerate(dry.notebook.cells) if "alarm_markdown" in cell.source)  # before anything else
     graphs = [decode_png(output["data"]["image/png"]) for output in cells[0].outputs if "image/png" in output.get("data", {})]
-    assert len(graphs) == 4  # diversity, replay success, slot concentration, distinct articles
+    assert len(graphs) == 6  # diversity, replay success, slot concentration, distinct articles, live mean, live lists
     assert all(graph.shape == (300, 600, 4) for graph in graphs)
     assert f"Dashboard `{dashboard_name(ENDPOINT)}`, 2027-10-31T04:00:00Z to 2027-10-31T10:05:00Z" in dry.text
     assert {"GetDashboard", "GetMetricWidgetImage"} <= dry.operations

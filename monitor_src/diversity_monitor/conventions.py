@@ -113,16 +113,19 @@ def distinct_articles_feature(k: int) -> str:
 DIVERSITY_STATISTICS = ("mean", "p5", "min")  # the figures of categories per top-k a run publishes
 
 
-def replay_metrics(k: int) -> dict[str, tuple[str, ...]]:
+def published_metrics(k: int) -> dict[str, tuple[str, ...]]:
     """Every metric a run publishes for top-`k`, grouped by what it tells (the job writes each one,
-    the dashboard draws one graph per group). A metric added here (the live-traffic `live_` figures,
-    when they are published) is one entry more, in one place."""
+    the dashboard draws one graph per group or leaves it out on purpose)."""
     return {
         "diversity": tuple(diversity_metric(k, statistic) for statistic in DIVERSITY_STATISTICS),
         "slot_concentration": (slot_feature(k),),
         "distinct_articles": (distinct_articles_feature(k),),
         "replay_success": (SUCCESS_RATE_METRIC,),
         "replay_sessions": (SESSIONS_SUCCEEDED_METRIC,),
+        "live_diversity": (live_metric(diversity_metric(k, "mean")), live_metric(diversity_metric(k, "p5"))),
+        "live_lists": (LIVE_LISTS_METRIC,),
+        "live_collapse": tuple(live_metric(name) for name in (
+            diversity_metric(k, "min"), slot_feature(k), distinct_articles_feature(k))),
     }
 
 

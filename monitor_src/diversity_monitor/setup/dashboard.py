@@ -9,9 +9,8 @@ monitors' metrics it lays out, on CloudWatch's 24-column grid:
     y=15  [ the built-in monitors' metrics on this endpoint, or a note that there are none (24) ]
 
 Which metrics each graph draws is not written here: `PANELS` names groups of
-`conventions.replay_metrics(k)`, the one owner of the names the job publishes (the job writes the
-same names, `job/metrics_file.metric_values`). The live-traffic figures (`live_`-prefixed, not
-published yet) become a group there and a row in `PANELS` here; nothing else changes.
+`conventions.published_metrics(k)`, the one owner of the names the job publishes (the job writes the
+same names, `job/metrics_file.metric_values`), the live-traffic ones (`live_`) included.
 
 The body is checked against CloudWatch's documented structure (`aws.dashboard_body`) before it is
 sent, and PutDashboard against botocore's model. `apply_dashboard` is idempotent: it compares
@@ -39,7 +38,7 @@ from diversity_monitor.conventions import (
     RUNBOOKS_README,
     SCHEDULE_DIMENSION,
     dashboard_name,
-    replay_metrics,
+    published_metrics,
 )
 from diversity_monitor.setup.schedule import MonitorSpec
 
@@ -54,7 +53,7 @@ MAX_OTHER_METRICS = 50  # the built-in monitors' graph stays readable
 
 @dataclass(frozen=True)
 class Panel:
-    """One graph: a group of `conventions.replay_metrics`, where it goes, how it is drawn."""
+    """One graph: a group of `conventions.published_metrics`, where it goes, how it is drawn."""
 
     group: str
     title: str  # formatted with k
@@ -75,11 +74,16 @@ PANELS = (
           HEADER_HEIGHT + GRAPH_HEIGHT, y_range="share"),
     Panel("distinct_articles", "Distinct articles across all replayed top-{k} lists", HALF,
           HEADER_HEIGHT + GRAPH_HEIGHT),
+    Panel("live_diversity", "Live traffic: distinct categories per top-{k} (from capture; 100+ lists)", 0,
+          HEADER_HEIGHT + 2 * GRAPH_HEIGHT, y_range="k", floor="diversity", labels=("live mean", "live p5")),
+    Panel("live_lists", "Live top lists read from each hour's capture", HALF, HEADER_HEIGHT + 2 * GRAPH_HEIGHT),
 )
-OTHER_MONITORS_Y = HEADER_HEIGHT + 2 * GRAPH_HEIGHT
-# Groups of `replay_metrics` the board leaves out, and why. Every other group must have a panel
+OTHER_MONITORS_Y = HEADER_HEIGHT + 3 * GRAPH_HEIGHT
+# Groups of `published_metrics` the board leaves out, and why. Every other group must have a panel
 # (tests/unit/test_dashboard.py), so a group added to conventions is drawn or left out on purpose.
-NOT_DRAWN = {"replay_sessions": "the success rate says the same, scaled to the validation set"}
+NOT_DRAWN = {"replay_sessions": "the success rate says the same, scaled to the validation set",
+             "live_collapse": "live min, slot share and distinct articles are in each hour's report; the board "
+                              "keeps live traffic to its mean and p5 beside the replay"}
 
 
 @dataclass(frozen=True)
@@ -98,7 +102,7 @@ def _metric_row(name: str, dimensions: Iterable[tuple[str, str]], rendering: Map
 
 
 def _graph(spec: MonitorSpec, region: str, panel: Panel) -> dict:
-    names = replay_metrics(spec.top_k)[panel.group]
+    names = published_metrics(spec.top_k)[panel.group]
     dimensions = ((ENDPOINT_DIMENSION, spec.endpoint_name), (SCHEDULE_DIMENSION, spec.schedule_name))
     rows = [_metric_row(name, dimensions, {"label": panel.labels[n] if n < len(panel.labels) else name,
                                            "color": PALETTE[n % len(PALETTE)]})
