@@ -61,7 +61,7 @@ class Panel:
     y: int
     width: int = HALF
     y_range: str = "none"  # "k": 0..k; "share": 0..1; "none": CloudWatch's automatic axis
-    floor: str | None = None  # "diversity": the spec's --min-diversity; "success": the success-rate threshold
+    floor: str | None = None  # "diversity" / "live": the spec's --min-diversity; "success": the success-rate threshold
     labels: tuple[str, ...] = ()  # one per metric of the group, else the metric name
 
 
@@ -75,7 +75,7 @@ PANELS = (
     Panel("distinct_articles", "Distinct articles across all replayed top-{k} lists", HALF,
           HEADER_HEIGHT + GRAPH_HEIGHT),
     Panel("live_diversity", "Live traffic: distinct categories per top-{k} (from capture; 100+ lists)", 0,
-          HEADER_HEIGHT + 2 * GRAPH_HEIGHT, y_range="k", floor="diversity", labels=("live mean", "live p5")),
+          HEADER_HEIGHT + 2 * GRAPH_HEIGHT, y_range="k", floor="live", labels=("live mean", "live p5")),
     Panel("live_lists", "Live top lists read from each hour's capture", HALF, HEADER_HEIGHT + 2 * GRAPH_HEIGHT),
 )
 OTHER_MONITORS_Y = HEADER_HEIGHT + 3 * GRAPH_HEIGHT
@@ -120,7 +120,8 @@ def _graph(spec: MonitorSpec, region: str, panel: Panel) -> dict:
     top = {"k": spec.top_k, "share": 1, "none": None}[panel.y_range]
     if top is not None:
         properties["yAxis"] = {"left": {"min": 0, "max": top}}
-    floor = {"diversity": (spec.min_diversity, f"floor {spec.min_diversity:g} (alarm: 2 of 3 hours below)"),
+    floor = {"diversity": (spec.min_diversity, f"floor {spec.min_diversity:g} (the diversity alarm's threshold)"),
+             "live": (spec.min_diversity, f"floor {spec.min_diversity:g} (checked in each report; no alarm)"),
              "success": (DEFAULT_MIN_SUCCESS_RATE, f"{DEFAULT_MIN_SUCCESS_RATE:.0%}: below it the monitor is blind"),
              None: None}[panel.floor]
     if floor is not None:
