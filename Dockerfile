@@ -21,8 +21,10 @@ RUN pip install "uv==0.13.8" \
 # The package, with the report notebook baked in (monitor_src links notebooks/diversity_report.ipynb).
 COPY monitor_src ./monitor_src
 COPY notebooks/diversity_report.ipynb ./notebooks/diversity_report.ipynb
+# The last step builds matplotlib's font cache into the image; otherwise every hourly run's first figure would.
 RUN pip install --no-deps /src \
- && python -m ipykernel install --sys-prefix --name python3 --display-name "Python 3"
+ && python -m ipykernel install --sys-prefix --name python3 --display-name "Python 3" \
+ && python -c "import matplotlib.pyplot"
 
 WORKDIR /opt/ml/processing
 # dumb-init is PID 1: it forwards SIGTERM on MaxRuntimeInSeconds and reaps papermill's kernels.
