@@ -25,14 +25,14 @@ demo: venv
 	$(VENV)/bin/diversity-monitor demo
 
 test: venv
-	$(VENV)/bin/ruff check monitor_src tests bench
+	$(VENV)/bin/ruff check .
 	$(VENV)/bin/python -m pytest -n 2 --dist loadfile
 
 bench: venv
 	$(VENV)/bin/python -m bench
 
 lint: venv
-	$(VENV)/bin/ruff check monitor_src tests bench
+	$(VENV)/bin/ruff check .
 	$(VENV)/bin/hadolint Dockerfile Dockerfile.recommender
 
 clean:
