@@ -106,11 +106,11 @@ def write_bytes(uri: str, data: bytes, *, overwrite: bool = True) -> None:
         raise StorageError(f"{uri} already exists; not overwriting it") from error
 
 
-def write_file_atomically(path: Path, data: bytes, *, exclusive: bool = False) -> int:
+def write_file_atomically(path: Path, data: bytes) -> int:
     """Write a local file under a temporary name beside it, then rename: readers see all of it or none.
 
     A full disk or a stop leaves no half-written file under the real name (the temporary one is
-    removed) and raises the OSError. `exclusive` refuses to replace an existing file. Returns the size.
+    removed) and raises the OSError. Returns the size.
     """
     path = Path(path)
     temporary = path.with_name(f".{path.name}.{os.getpid()}.partial")
@@ -119,11 +119,7 @@ def write_file_atomically(path: Path, data: bytes, *, exclusive: bool = False) -
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
-        if exclusive:
-            os.link(temporary, path)  # fails with FileExistsError, never replaces
-            os.unlink(temporary)
-        else:
-            os.replace(temporary, path)
+        os.replace(temporary, path)
     except BaseException:
         try:
             temporary.unlink()

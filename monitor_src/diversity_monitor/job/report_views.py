@@ -128,7 +128,7 @@ def headline_rows(statistics: Mapping, baseline_statistics: Mapping | None,
 
 
 def verdict_html(statistics: Mapping, violations, baseline_statistics: Mapping | None = None,
-                 constraints: Mapping | None = None, runbook_url: str | None = None) -> str:
+                 constraints: Mapping | None = None) -> str:
     """The report's first block: verdict in words and colour, headline figures, meaning, runbook."""
     found = verdict(statistics, violations)
     background, ink = _COLOURS[found.status]
@@ -141,9 +141,7 @@ def verdict_html(statistics: Mapping, violations, baseline_statistics: Mapping |
     reasons = "".join(f"<li>{e(reason)}</li>" for reason in found.reasons)
     runbook = ""
     if found.runbook:
-        target = f"{runbook_url.rstrip('/')}/{found.runbook.split('/', 1)[1]}" if runbook_url else None
-        link = f"<a href='{e(target)}'>{e(found.runbook)}</a>" if target else f"<code>{e(found.runbook)}</code>"
-        runbook = f"<p class='dm-runbook'>Runbook: {link}</p>"
+        runbook = f"<p class='dm-runbook'>Runbook: <code>{e(found.runbook)}</code></p>"
     serving = block.get("serving")
     served = f"<p class='dm-served'>{e(serving_line(serving))}</p>" if serving else ""
     return (
