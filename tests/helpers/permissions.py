@@ -1,0 +1,58 @@
+"""Check the botocore calls a role's code made (the tests' audit) against that role's IAM policy.
+
+`assert_permitted(role, audit, scope)` evaluates every audited call the way IAM would for an
+Allow-only policy: the action (`permissions.iam_action`) must be allowed by a statement whose
+Resource covers the call's resource where the call names one this check can tell (S3 objects and
+prefixes, the endpoint), and ListBucket's `s3:prefix` condition must admit the listed prefix. A
+new call without a permission fails the test that made it, naming the call and the role.
+"""
+
+from __future__ import annotations
+
+from fnmatch import fnmatchcase
+
+from diversity_monitor.setup import permissions
+
+
+def _statements(document: dict, action: str) -> list[dict]:
+    return [statement for statement in document["Statement"] if statement["Effect"] == "Allow"
+            and any(fnmatchcase(action.lower(), pattern.lower()) for pattern in statement["Action"])]
+
+
+def _resource(record: dict, scope: permissions.Scope) -> tuple[str | None, str | None]:
+    """(resource ARN, s3:prefix) of an audited call, where the audit's parameters name them."""
+    params, service = record["params"], record["service"]
+    if service == "s3" and "Bucket" in params:
+        if "Key" in params:
+            return f"arn:aws:s3:::{params['Bucket']}/{params['Key']}", None
+        return f"arn:aws:s3:::{params['Bucket']}", params.get("Prefix", "")
+    if service in ("sagemaker", "sagemaker-runtime") and record["operation"] in ("InvokeEndpoint", "DescribeEndpoint"):
+        return scope.sagemaker(f"endpoint/{params['EndpointName']}"), None
+    if service == "sagemaker" and "EndpointConfigName" in params:
+        return scope.sagemaker(f"endpoint-config/{params['EndpointConfigName']}"), None
+    return None, None
+
+
+def _allows(statement: dict, resource: str | None, prefix: str | None) -> bool:
+    if resource is not None and not any(fnmatchcase(resource, pattern) for pattern in statement["Resource"]):
+        return False
+    condition = statement.get("Condition", {}).get("StringLike", {}).get("s3:prefix")
+    return prefix is None or condition is None or any(fnmatchcase(prefix, pattern) for pattern in condition)
+
+
+def denied_calls(role: str, audit: list[dict], scope: permissions.Scope) -> list[str]:
+    document = permissions.policy(role, scope)
+    denied = []
+    for record in audit:
+        action = permissions.iam_action(record["service"], record["operation"])
+        resource, prefix = _resource(record, scope)
+        if not any(_allows(statement, resource, prefix) for statement in _statements(document, action)):
+            denied.append(f"{record['service']}.{record['operation']} -> {action} on {resource or '*'}"
+                          + (f" (prefix {prefix!r})" if prefix is not None else ""))
+    return sorted(set(denied))
+
+
+def assert_permitted(role: str, audit: list[dict], scope: permissions.Scope) -> None:
+    assert audit, f"no audited calls to check against the {role} policy"
+    denied = denied_calls(role, audit, scope)
+    assert not denied, f"the {role} policy (setup/permissions.py GRANTS) does not allow calls its code made:\n" + "\n".join(denied)
