@@ -56,3 +56,28 @@ def assert_permitted(role: str, audit: list[dict], scope: permissions.Scope) -> 
     assert audit, f"no audited calls to check against the {role} policy"
     denied = denied_calls(role, audit, scope)
     assert not denied, f"the {role} policy (setup/permissions.py GRANTS) does not allow calls its code made:\n" + "\n".join(denied)
+
+
+def endpoints_called(audit: list[dict]) -> set[str]:
+    return {record["params"]["EndpointName"] for record in audit if "EndpointName" in record["params"]}
+
+
+def scope_for(endpoint: str, *, monitor_s3_uri: str = "s3://recs-monitor/",
+              capture_s3_uri: str = "s3://recs-capture/datacapture", reports_s3_uri: str = "s3://recs-monitor/reports",
+              schedule_name: str | None = "recommender-diversity-hourly", **extra) -> permissions.Scope:
+    """The scope the tests' worlds live in (the demo scenario's buckets, account and region)."""
+    return permissions.Scope(
+        account="123456789012", region="eu-west-1", endpoint_name=endpoint, capture_s3_uri=capture_s3_uri,
+        reports_s3_uri=reports_s3_uri, monitor_s3_uri=monitor_s3_uri, schedule_name=schedule_name,
+        image_uri="123456789012.dkr.ecr.eu-west-1.amazonaws.com/diversity-monitor:test",
+        job_role_arn="arn:aws:iam::123456789012:role/service-role/AmazonSageMaker-ExecutionRole",
+        pager_topic="oncall-pager", **extra)
+
+
+def assert_role_permits(role: str, audit: list[dict], **scope) -> None:
+    """Every audited call allowed by `role`'s policy for the one endpoint the calls name."""
+    endpoints = endpoints_called(audit)
+    assert len(endpoints) <= 1, f"one role's policy covers one endpoint; the calls named {sorted(endpoints)}"
+    endpoint = next(iter(endpoints), scope.pop("endpoint", "recommender-prod"))
+    scope.pop("endpoint", None)
+    assert_permitted(role, audit, scope_for(endpoint, **scope))

@@ -92,7 +92,7 @@ def run_monitoring(context: MonitoringContext, *, progress: bool = False) -> Run
             "runbook": RUNBOOKS_README,
         },
         progress=progress,
-        live=LiveWindow(context.dataset_source, context.start_time, context.end_time),
+        live=LiveWindow(context.dataset_source or context.capture_source, context.start_time, context.end_time),
     )
     folder = context.report_folder
     folder.mkdir(parents=True, exist_ok=True)

@@ -9,7 +9,10 @@ Processing contract promises a container [PROC]:
   settings are written to `/opt/ml/config/processingjobconfig.json`;
 - the image's ENTRYPOINT (or `ContainerEntrypoint`) runs with `ContainerArguments` and the job's
   `Environment`, with `/opt/ml` mapped to the job folder (`images`, `container_paths`);
-- past `MaxRuntimeInSeconds` the process group is stopped and the job fails;
+- past `MaxRuntimeInSeconds` the process group is stopped and the job ends `Stopped`, as
+  StoppingCondition documents ("After the condition is met, the processing job is stopped"
+  [API: ProcessingStoppingCondition]); a stopped job has no FailureReason (a Stopped status is
+  not a failure) and uploads nothing;
 - exit code 0 completes the job and uploads every `LocalPath` output to its `S3Uri`; any other
   code fails it with `AlgorithmError`; `/opt/ml/output/message` becomes `ExitMessage` (1 KB).
 
@@ -133,8 +136,8 @@ def run_processing_job(host: JobHost, description: dict) -> dict:
     folder = job_folder(host, name)
     try:
         outcome = _run(host, record, folder)
-    except JobStopped as error:
-        outcome = {"ProcessingJobStatus": "Stopped", "FailureReason": str(error)}
+    except JobStopped:
+        outcome = {"ProcessingJobStatus": "Stopped"}
     except JobError as error:
         outcome = {"ProcessingJobStatus": "Failed", "FailureReason": _clip(str(error), FAILURE_REASON_LIMIT)}
     except Exception as error:  # a bug or an outage must end the job visibly, not leave it InProgress
@@ -241,9 +244,8 @@ def _run_container(host: JobHost, spec: images.ImageSpec, record: dict, folder: 
         return process.wait(timeout=max_runtime)
     except subprocess.TimeoutExpired:
         stop_process(process, grace=STOP_GRACE_SECONDS)
-        raise JobError(
-            f"ClientError: the job ran longer than StoppingCondition.MaxRuntimeInSeconds ({max_runtime} s) and was stopped"
-        ) from None
+        log.info("processing job %s ran past MaxRuntimeInSeconds (%s s): stopped", name, max_runtime)
+        raise JobStopped(f"the job ran past StoppingCondition.MaxRuntimeInSeconds ({max_runtime} s)") from None
     finally:
         with _running_lock:
             _running.pop(name, None)
@@ -264,6 +266,17 @@ def stop_running_jobs() -> list[str]:
     for _, process in running:
         stop_process(process, grace=STOP_GRACE_SECONDS)
     return [name for name, _ in running]
+
+
+def stop_job(job_name: str) -> bool:
+    """StopProcessingJob: stop one running job (it ends Stopped); False when it is not running here."""
+    with _running_lock:
+        process = _running.get(job_name)
+        if process is None:
+            return False
+        _stopped.add(job_name)
+    stop_process(process, grace=STOP_GRACE_SECONDS)
+    return True
 
 
 def _was_stopped(job_name: str) -> bool:

@@ -41,6 +41,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 from diversity_monitor.conventions import METRICS_NAMESPACE, dashboard_name
+from diversity_monitor.setup.processing_schedule import JOB_PREFIX
 from diversity_monitor.storage import S3Location
 
 POLICY_VERSION = "2012-10-17"
@@ -50,7 +51,7 @@ SCHEDULER_SERVICE = "scheduler.amazonaws.com"
 # Model Monitor names its jobs `model-monitoring-<yyyymmddHHMM>-<hex>`; the plain path's are the
 # Scheduler target's `diversity-<execution id>` (setup/processing_schedule.py).
 MODEL_MONITOR_JOB_PREFIX = "model-monitoring-"
-PLAIN_JOB_PREFIX = "diversity-"
+PLAIN_JOB_PREFIX = JOB_PREFIX
 ROLES = ("job", "scheduler", "data-scientist", "oncall")
 _ECR_IMAGE = re.compile(r"^(?P<account>\d{12})\.dkr\.ecr\.(?P<region>[a-z0-9-]+)\.amazonaws\.com(?:\.cn)?/(?P<repo>[^:@]+)")
 _ACCOUNT = re.compile(r"^\d{12}$")
