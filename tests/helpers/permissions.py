@@ -28,13 +28,18 @@ def _resource(record: dict, scope: permissions.Scope) -> tuple[str | None, str |
         return f"arn:aws:s3:::{params['Bucket']}", params.get("Prefix", "")
     if service in ("sagemaker", "sagemaker-runtime") and record["operation"] in ("InvokeEndpoint", "DescribeEndpoint"):
         return scope.sagemaker(f"endpoint/{params['EndpointName']}"), None
+    if service == "iam" and record["operation"] == "PassRole":
+        return params["RoleArn"], None
     if service == "sagemaker" and "EndpointConfigName" in params:
         return scope.sagemaker(f"endpoint-config/{params['EndpointConfigName']}"), None
     return None, None
 
 
-def _allows(statement: dict, resource: str | None, prefix: str | None) -> bool:
+def _allows(statement: dict, resource: str | None, prefix: str | None, passed_to: str | None = None) -> bool:
     if resource is not None and not any(fnmatchcase(resource, pattern) for pattern in statement["Resource"]):
+        return False
+    service = statement.get("Condition", {}).get("StringEquals", {}).get("iam:PassedToService")
+    if passed_to is not None and service != passed_to:
         return False
     condition = statement.get("Condition", {}).get("StringLike", {}).get("s3:prefix")
     return prefix is None or condition is None or any(fnmatchcase(prefix, pattern) for pattern in condition)
@@ -46,7 +51,8 @@ def denied_calls(role: str, audit: list[dict], scope: permissions.Scope) -> list
     for record in audit:
         action = permissions.iam_action(record["service"], record["operation"])
         resource, prefix = _resource(record, scope)
-        if not any(_allows(statement, resource, prefix) for statement in _statements(document, action)):
+        passed_to = record["params"].get("PassedToService")
+        if not any(_allows(statement, resource, prefix, passed_to) for statement in _statements(document, action)):
             denied.append(f"{record['service']}.{record['operation']} -> {action} on {resource or '*'}"
                           + (f" (prefix {prefix!r})" if prefix is not None else ""))
     return sorted(set(denied))
@@ -66,12 +72,13 @@ def scope_for(endpoint: str, *, monitor_s3_uri: str = "s3://recs-monitor/",
               capture_s3_uri: str = "s3://recs-capture/datacapture", reports_s3_uri: str = "s3://recs-monitor/reports",
               schedule_name: str | None = "recommender-diversity-hourly", **extra) -> permissions.Scope:
     """The scope the tests' worlds live in (the demo scenario's buckets, account and region)."""
+    defaults = {"image_uri": "123456789012.dkr.ecr.eu-west-1.amazonaws.com/diversity-monitor:test",
+                "job_role_arn": "arn:aws:iam::123456789012:role/service-role/AmazonSageMaker-ExecutionRole",
+                "pager_topic": "oncall-pager"}
     return permissions.Scope(
         account="123456789012", region="eu-west-1", endpoint_name=endpoint, capture_s3_uri=capture_s3_uri,
         reports_s3_uri=reports_s3_uri, monitor_s3_uri=monitor_s3_uri, schedule_name=schedule_name,
-        image_uri="123456789012.dkr.ecr.eu-west-1.amazonaws.com/diversity-monitor:test",
-        job_role_arn="arn:aws:iam::123456789012:role/service-role/AmazonSageMaker-ExecutionRole",
-        pager_topic="oncall-pager", **extra)
+        **{**defaults, **extra})
 
 
 def assert_role_permits(role: str, audit: list[dict], **scope) -> None:

@@ -68,9 +68,10 @@ def test_the_schedule_is_created_by_the_kit_and_fires_create_processing_job_hour
     assert job["ExitMessage"].startswith("Completed")
     # The scheduler role's policy allows exactly what Scheduler did with it: the call and the role it passed.
     calls = [{"service": "sagemaker", "operation": "CreateProcessingJob", "params": {}},
-             {"service": "iam", "operation": "PassRole", "params": {}}]
+             {"service": "iam", "operation": "PassRole",
+              "params": {"RoleArn": invocation["PassedRoleArn"], "PassedToService": "sagemaker.amazonaws.com"}}]
     assert invocation["RoleArn"] == SCHEDULER_ROLE
-    assert_permitted("scheduler", calls, scope_for(ENDPOINT, job_role_arn=invocation["PassedRoleArn"]))
+    assert_permitted("scheduler", calls, scope_for(ENDPOINT, job_role_arn=spec.role_arn))
 
 
 def test_both_paths_leave_the_same_files_and_figures_for_the_hour(both_paths):
