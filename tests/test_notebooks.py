@@ -31,6 +31,7 @@ from diversity_monitor.job.model_monitor_files import diversity_feature
 from diversity_monitor.setup import dashboard, deployment
 from helpers.notebooks import Executed, execute_notebook
 from helpers.paths import AUDIT_DIR, NOTEBOOKS, ROOT
+from helpers.permissions import assert_role_permits
 from helpers.stack import deployed_stack
 
 pytestmark = pytest.mark.slow
@@ -68,9 +69,13 @@ def run_notebook(stack: Stack, name: str, run: str, **parameters) -> Executed:
 
 
 def assert_calls_valid(executed: Executed, operations: set[str]) -> None:
+    """Valid against the service model, and allowed by the data scientist's IAM policy (setup/permissions.py)."""
     assert executed.audit, "the kernel made no audited botocore calls"
     assert not executed.invalid, executed.invalid
     assert operations <= executed.operations
+    assert_role_permits("data-scientist", executed.audit,
+                        processing_schedule_name="recommender-diversity-hourly-processing",
+                        scheduler_role_arn="arn:aws:iam::123456789012:role/diversity-monitor-scheduler")
 
 
 @contextmanager

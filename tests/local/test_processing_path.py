@@ -29,8 +29,8 @@ pytestmark = pytest.mark.slow
 
 PLAIN = "recommender-diversity-hourly-processing"
 SCHEDULER_ROLE = "arn:aws:iam::123456789012:role/diversity-monitor-scheduler"
-# What differs by design between the two paths' statistics.json: who ran it.
-RUN_IDENTITY = ("monitoring_schedule", "run_id")
+# What differs by design between the two paths' statistics.json: who ran it, and when it measured.
+RUN_IDENTITY = ("monitoring_schedule", "run_id", "measured_at")
 
 
 @pytest.fixture(scope="module")
@@ -89,6 +89,10 @@ def test_both_paths_leave_the_same_files_and_figures_for_the_hour(both_paths):
 
     mm, pp = statistics(model_monitor), statistics(plain)
     assert pp["features"] == mm["features"] and pp["dataset"] == mm["dataset"]
+    block = conventions.CUSTOM_BLOCK
+    differing = {key: (mm[block].get(key), pp[block].get(key)) for key in set(mm[block]) | set(pp[block])
+                 if mm[block].get(key) != pp[block].get(key)}
+    assert differing == {}
     assert pp == mm
     assert (json.loads(storage.read_text(f"{plain}/{conventions.VIOLATIONS_FILE}"))
             == json.loads(storage.read_text(f"{model_monitor}/{conventions.VIOLATIONS_FILE}")))

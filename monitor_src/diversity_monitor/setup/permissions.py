@@ -280,6 +280,8 @@ GRANTS: dict[str, tuple[Grant, ...]] = {
         _UPDATE_ENDPOINT,
         Grant("EndpointConfigs", (*_READ_ENDPOINT_CONFIG, "sagemaker:CreateEndpointConfig"),
               lambda s: [s.endpoint_config_arn]),
+        # setup/endpoint_support.py: is a served model multi-model? (model names are the deployer's, not the kit's)
+        Grant("ServedModels", ("sagemaker:DescribeModel",), lambda s: [s.sagemaker("model/*")]),
         Grant("ListWithoutResourceScope", ("sagemaker:ListEndpointConfigs", "sagemaker:ListMonitoringSchedules",
                                             "sagemaker:ListMonitoringExecutions",
                                             "cloudwatch:ListMetrics", "cloudwatch:GetMetricData",
@@ -295,7 +297,8 @@ GRANTS: dict[str, tuple[Grant, ...]] = {
         Grant("PassSchedulerRole", ("iam:PassRole",), _keys("scheduler_role_arn"), _pass_to(SCHEDULER_SERVICE),
               needed=_has("scheduler_role_arn")),
         Grant("Alarms", ("cloudwatch:PutMetricAlarm", "cloudwatch:DeleteAlarms", "cloudwatch:EnableAlarmActions",
-                         "cloudwatch:DescribeAlarms", "cloudwatch:DescribeAlarmHistory"), lambda s: [s.alarm_arn()]),
+                         "cloudwatch:DisableAlarmActions", "cloudwatch:DescribeAlarms", "cloudwatch:DescribeAlarmHistory"),
+              lambda s: [s.alarm_arn()]),
         Grant("Dashboard", ("cloudwatch:PutDashboard", "cloudwatch:GetDashboard"), lambda s: [s.dashboard_arn()]),
         Grant("PagerTopic", ("sns:CreateTopic",), lambda s: [s.topic_arn()], requires=("pager_topic",)),
         Grant("EncryptJobVolume", ("kms:CreateGrant",), _keys("volume_kms_key_arn"),
@@ -311,8 +314,10 @@ GRANTS: dict[str, tuple[Grant, ...]] = {
                                             "cloudwatch:GetMetricStatistics", "cloudwatch:GetMetricWidgetImage"),
               _everything),
         # A failed hour is re-run as a one-off NOW schedule named after the schedule (runbooks/monitor_job_failed).
+        # (tagged with the hour it re-runs: creating with Tags needs sagemaker:AddTags)
         Grant("MonitoringSchedule", ("sagemaker:DescribeMonitoringSchedule", "sagemaker:CreateMonitoringSchedule",
-                                     "sagemaker:DeleteMonitoringSchedule"), _schedules, requires=("schedule_name",)),
+                                     "sagemaker:DeleteMonitoringSchedule", "sagemaker:AddTags"), _schedules,
+              requires=("schedule_name",)),
         Grant("MonitoringJobs", ("sagemaker:DescribeProcessingJob",), _monitoring_jobs),
         Grant("PassJobRoleToSageMaker", ("iam:PassRole",), _keys("job_role_arn"), _pass_to(SAGEMAKER_SERVICE),
               requires=("job_role_arn",)),

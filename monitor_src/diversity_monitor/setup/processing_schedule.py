@@ -31,6 +31,7 @@ import boto3
 from botocore.exceptions import ClientError
 
 from diversity_monitor.aws import service_schema
+from diversity_monitor.setup.endpoint_support import check_supported
 from diversity_monitor.setup.schedule import MonitorSpec, cluster_config
 
 UNIVERSAL_TARGET = "arn:aws:scheduler:::aws-sdk:sagemaker:createProcessingJob"
@@ -146,10 +147,11 @@ def requests(monitor: MonitorSpec, scheduler: SchedulerSpec) -> dict:
     return {"CreateSchedule": schedule, "CreateProcessingJob": job, "CreateProcessingJob (rendered)": render(copy.deepcopy(job))}
 
 
-def apply_processing_schedule(monitor: MonitorSpec, scheduler: SchedulerSpec, client=None) -> str:
+def apply_processing_schedule(monitor: MonitorSpec, scheduler: SchedulerSpec, client=None, sagemaker_client=None) -> str:
     """Create the Scheduler schedule, or update it when it exists. Returns "created" or "updated"."""
     client = client or boto3.client("scheduler")
     request = schedule_request(monitor, scheduler)
+    check_supported(monitor.endpoint_name, sagemaker_client)
     try:
         client.get_schedule(Name=scheduler.schedule_name, GroupName=scheduler.group_name)
     except ClientError as error:

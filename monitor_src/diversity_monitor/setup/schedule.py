@@ -23,6 +23,7 @@ from diversity_monitor.conventions import (
     STATISTICS_FILE,
     diversity_metric,
 )
+from diversity_monitor.setup.endpoint_support import check_supported
 
 HOURLY = "cron(0 * ? * * *)"
 PUBLISHED = ("Completed", "CompletedWithViolations")  # execution statuses that published metrics
@@ -152,6 +153,7 @@ def apply_schedule(spec: MonitorSpec, client=None) -> str:
     """Create the schedule, or update it when it exists. Returns "created" or "updated"."""
     client = client or boto3.client("sagemaker")
     request = schedule_request(spec)
+    check_supported(spec.endpoint_name, client)
     try:
         client.describe_monitoring_schedule(MonitoringScheduleName=spec.schedule_name)
     except ClientError as error:
