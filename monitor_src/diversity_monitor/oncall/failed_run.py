@@ -262,7 +262,7 @@ def execution_markdown(view: ExecutionView, schedule: dict) -> str:
         lines.append(f"- **Stopped, not failed**: the job ran past StoppingCondition.MaxRuntimeInSeconds "
                      f"({limit if limit is not None else 'the default'} s) or someone stopped it (StopProcessingJob). Nothing "
                      "was uploaded and no metric published. If it ran out of time: raise MaxRuntimeInSeconds (at most the "
-                     "schedule's period) or lower --concurrency's load, then re-run the hour (below)")
+                     "schedule's period) or make the run shorter, then re-run the hour (below)")
     if view.status == BEFORE_SCHEDULE:
         lines.append(f"- The schedule was created at {iso_z(schedule['CreationTime'])}: no run was due then; "
                      "a re-run (below) can still analyse that hour's window")
