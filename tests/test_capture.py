@@ -534,8 +534,9 @@ def test_capture_stats_command(tmp_path):
 
 
 class _ListingDropsConnection(BaseHTTPRequestHandler):
-    """An S3 endpoint that answers HeadBucket and the folder listing (a variant with a year folder)
-    but drops the connection on the object listing: a network failure in the middle of a listing."""
+    """An S3 endpoint that answers the source probe (a one-key listing) and the folder listing (a variant
+    with a year folder) but drops the connection on the object listing: a network failure in the middle
+    of a listing."""
 
     def do_HEAD(self):
         self.send_response(200)
@@ -543,7 +544,7 @@ class _ListingDropsConnection(BaseHTTPRequestHandler):
         self.end_headers()
 
     def do_GET(self):
-        if "delimiter=" not in self.path:
+        if "delimiter=" not in self.path and "max-keys=1" not in self.path:
             self.close_connection = True  # no response at all
             return
         body = (b'<?xml version="1.0" encoding="UTF-8"?><ListBucketResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/">'
