@@ -56,9 +56,13 @@ def stack(tmp_path, moto_url):
         yield platform
 
 
-def client(service: str, url: str):
-    return boto3.session.Session().client(service, endpoint_url=url, region_name=REGION, aws_access_key_id="testing",
-                                          aws_secret_access_key="testing", config=Config(retries={"max_attempts": 1}))
+def client(service: str, platform: LocalPlatform):
+    """A boto3 client with exactly the settings the stack hands its users (`aws_environment`)."""
+    settings = platform.aws_environment()
+    return boto3.session.Session().client(
+        service, endpoint_url=settings["AWS_ENDPOINT_URL"], region_name=settings["AWS_DEFAULT_REGION"],
+        aws_access_key_id=settings["AWS_ACCESS_KEY_ID"], aws_secret_access_key=settings["AWS_SECRET_ACCESS_KEY"],
+        config=Config(retries={"max_attempts": 1}))
 
 
 def job_request(bucket: str, name: str, mode: str = "ok", max_runtime: int = 600) -> dict:
@@ -85,7 +89,7 @@ def bucket(platform) -> str:
 def test_scheduler_fires_create_processing_job_at_each_hour_with_its_context(stack):
     name, target_bucket = f"plain-{uuid.uuid4().hex[:6]}", bucket(stack)
     request = job_request(target_bucket, "diversity-<aws.scheduler.execution-id>")
-    scheduler = client("scheduler", stack.url)
+    scheduler = client("scheduler", stack)
     scheduler.create_schedule(
         Name=name, ScheduleExpression="cron(0 * * * ? *)", FlexibleTimeWindow={"Mode": "OFF"},
         Target={"Arn": "arn:aws:scheduler:::aws-sdk:sagemaker:createProcessingJob", "RoleArn": SCHEDULER_ROLE,
@@ -94,7 +98,7 @@ def test_scheduler_fires_create_processing_job_at_each_hour_with_its_context(sta
     fired = eventbridge_scheduler.invocations(stack, name)
     assert [item["ScheduledTime"] for item in fired] == ["2027-10-31T09:00:00Z", "2027-10-31T10:00:00Z"]
     assert all(item["Outcome"] == "Invoked" and item["PassedRoleArn"] == ROLE for item in fired)
-    sagemaker = client("sagemaker", stack.url)
+    sagemaker = client("sagemaker", stack)
     job_name = fired[0]["Result"]["ProcessingJobArn"].rsplit("/", 1)[-1]
     assert job_name == f"diversity-{fired[0]['ExecutionId']}"
     job = sagemaker.describe_processing_job(ProcessingJobName=job_name)
@@ -113,18 +117,18 @@ def test_a_target_input_the_api_refuses_is_recorded_not_run(stack):
     name = f"broken-{uuid.uuid4().hex[:6]}"
     request = job_request(bucket(stack), "diversity-<aws.scheduler.execution-id>")
     del request["RoleArn"]
-    client("scheduler", stack.url).create_schedule(
+    client("scheduler", stack).create_schedule(
         Name=name, ScheduleExpression="cron(0 * * * ? *)", FlexibleTimeWindow={"Mode": "OFF"},
         Target={"Arn": "arn:aws:scheduler:::aws-sdk:sagemaker:createProcessingJob", "RoleArn": SCHEDULER_ROLE,
                 "Input": json.dumps(request)})
     stack.advance(30 * 60)
     (fired,) = eventbridge_scheduler.invocations(stack, name)
     assert fired["Outcome"] == "Failed" and "RoleArn" in fired["Error"]
-    client("scheduler", stack.url).delete_schedule(Name=name)
+    client("scheduler", stack).delete_schedule(Name=name)
 
 
 def test_create_processing_job_checks_what_the_service_checks_and_overrun_stops_the_job(stack):
-    sagemaker, target_bucket = client("sagemaker", stack.url), bucket(stack)
+    sagemaker, target_bucket = client("sagemaker", stack), bucket(stack)
     bad = job_request(target_bucket, "bad-path")
     bad["ProcessingOutputConfig"]["Outputs"][0]["S3Output"]["LocalPath"] = "/tmp/out"
     with pytest.raises(ClientError, match="must be under /opt/ml/processing/"):
