@@ -458,7 +458,9 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("role", choices=ROLES, help="whose policy: the monitoring job's execution role, the EventBridge "
                         "Scheduler role, the data scientist (notebooks), the on-call (runbooks)")
     for flag, dest, help_text, required in _OPTIONS:
-        parser.add_argument(flag, dest=dest, required=required, help=help_text)
+        metavar = next((m for suffix, m in (("_uri", "URI"), ("_arn", "ARN"), ("account", "ID"), ("region", "REGION"))
+                        if dest.endswith(suffix)), "NAME")
+        parser.add_argument(flag, dest=dest, required=required, help=help_text, metavar=metavar)
     parser.add_argument("--subnet", dest="subnets", action="append", default=[], metavar="SUBNET_ID",
                         help="a subnet of the job's NetworkConfig.VpcConfig (repeat; job: its network interfaces)")
     parser.add_argument("--security-group", dest="security_groups", action="append", default=[], metavar="SG_ID",
