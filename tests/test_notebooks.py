@@ -28,7 +28,7 @@ from diversity_monitor.aws.dashboard_body import body_problems
 from diversity_monitor.demo.scenario import CAPTURE_BUCKET, ENDPOINT, MONITOR_BUCKET, SCHEDULE, VARIANT
 from diversity_monitor.job.metrics_file import metric_values
 from diversity_monitor.job.model_monitor_files import diversity_feature
-from diversity_monitor.setup import dashboard, deployment
+from diversity_monitor.setup import dashboard, deployment, permissions
 from helpers.notebooks import Executed, execute_notebook
 from helpers.paths import AUDIT_DIR, NOTEBOOKS, ROOT
 from helpers.permissions import assert_role_permits
@@ -254,6 +254,19 @@ def test_schedule_notebook_creates_the_hourly_schedule_with_the_baseline(schedul
     assert "cron(0 * ? * * *)" in first.text  # the schedule table the on-call sees
 
 
+def test_schedule_notebook_writes_each_roles_least_privilege_policy(schedule_runs):
+    first, _ = schedule_runs
+    folder = first.folder / "iam-policies"
+    written = {path.name: json.loads(path.read_text()) for path in folder.glob("iam-policy-*.json")}
+    assert set(written) == {f"iam-policy-{role}.json" for role in permissions.ROLES}
+    job = written["iam-policy-job.json"]
+    replay = next(s for s in job["Statement"] if "sagemaker:InvokeEndpoint" in s["Action"])
+    assert replay["Resource"] == [f"arn:aws:sagemaker:eu-west-1:123456789012:endpoint/{ENDPOINT}"]
+    listing = [s for s in job["Statement"] if s["Action"] == ["s3:ListBucket"]]
+    assert listing and all("s3:prefix" in s["Condition"]["StringLike"] for s in listing)
+    assert "metrics check: the schedule has no completed run yet" in first.text
+
+
 def test_schedule_notebook_creates_both_alarms_to_the_pager(schedule_runs):
     first, second = schedule_runs
     alarms = {a["AlarmName"]: a for a in boto3.client("cloudwatch").describe_alarms(
@@ -420,6 +433,9 @@ def test_schedule_notebook_rerun_after_the_first_runs_arms_the_health_alarm(stac
     third = run_notebook(stack, "03_create_schedule_and_alarm.ipynb", "schedule-3", runbook_url=RUNBOOK_URL)
     assert third.error is None, third.error
     assert f"health alarm {ENDPOINT}-diversity-monitor-unhealthy ARMED" in third.text
+    # armed because ListMetrics found exactly what the alarms watch (setup/published_metrics.py)
+    assert "metrics check: every metric the alarms watch is published" in third.text
+    assert "ListMetrics" in third.operations
     health = boto3.client("cloudwatch").describe_alarms(
         AlarmNames=[f"{ENDPOINT}-diversity-monitor-unhealthy"])["MetricAlarms"][0]
     assert health["ActionsEnabled"] is True
