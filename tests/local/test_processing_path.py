@@ -30,7 +30,7 @@ pytestmark = pytest.mark.slow
 PLAIN = "recommender-diversity-hourly-processing"
 SCHEDULER_ROLE = "arn:aws:iam::123456789012:role/diversity-monitor-scheduler"
 # What differs by design between the two paths' statistics.json: who ran it, and when it measured.
-RUN_IDENTITY = ("monitoring_schedule", "run_id", "measured_at")
+RUN_IDENTITY = ("monitoring_schedule", "run_id", "measured_at", "observed_at")
 
 
 @pytest.fixture(scope="module")
@@ -84,8 +84,9 @@ def test_both_paths_leave_the_same_files_and_figures_for_the_hour(both_paths):
 
     def statistics(folder: str) -> dict:
         document = json.loads(storage.read_text(f"{folder}/{conventions.STATISTICS_FILE}"))
-        block = document[conventions.CUSTOM_BLOCK]
-        return {**document, conventions.CUSTOM_BLOCK: {key: value for key, value in block.items() if key not in RUN_IDENTITY}}
+        block = {key: value for key, value in document[conventions.CUSTOM_BLOCK].items() if key not in RUN_IDENTITY}
+        block["serving"] = {key: value for key, value in block["serving"].items() if key not in RUN_IDENTITY}
+        return {**document, conventions.CUSTOM_BLOCK: block}
 
     mm, pp = statistics(model_monitor), statistics(plain)
     assert pp["features"] == mm["features"] and pp["dataset"] == mm["dataset"]
