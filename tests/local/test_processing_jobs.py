@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import time
 import uuid
 from datetime import datetime, timezone
 
@@ -133,11 +134,16 @@ def test_create_processing_job_checks_what_the_service_checks_and_overrun_stops_
     bad["ProcessingOutputConfig"]["Outputs"][0]["S3Output"]["LocalPath"] = "/tmp/out"
     with pytest.raises(ClientError, match="must be under /opt/ml/processing/"):
         sagemaker.create_processing_job(**bad)
+    bad["ProcessingOutputConfig"]["Outputs"][0]["S3Output"]["LocalPath"] = "/opt/ml/processing/../../../etc"
+    with pytest.raises(ClientError, match="no '..'"):
+        sagemaker.create_processing_job(**bad)
     sagemaker.create_processing_job(**{**job_request(target_bucket, "sleeper", mode="sleep", max_runtime=1),
                                        "Environment": {**job_request(target_bucket, "x")["Environment"],
                                                        "end_time": "2027-10-31T09:00:00Z", "metric_time": "2027-10-31T09:00:00Z"}})
     with pytest.raises(ClientError, match="already exists"):
         sagemaker.create_processing_job(**job_request(target_bucket, "sleeper"))
-    stack.processing_jobs.shutdown()  # waits for the worker: the job has ended
-    job = sagemaker.describe_processing_job(ProcessingJobName="sleeper")
+    deadline = time.monotonic() + 60  # the job runs on a worker: wait for MaxRuntimeInSeconds to stop it
+    while (job := sagemaker.describe_processing_job(ProcessingJobName="sleeper"))["ProcessingJobStatus"] == "InProgress":
+        assert time.monotonic() < deadline, "the job outlived its MaxRuntimeInSeconds"
+        time.sleep(0.2)
     assert job["ProcessingJobStatus"] == "Stopped" and "FailureReason" not in job

@@ -113,7 +113,7 @@ def _execute(platform, schedule: dict, execution: dict, scheduled_time: datetime
     _update_execution(platform, execution, MonitoringExecutionStatus="InProgress", ProcessingJobArn=job["ProcessingJobArn"])
     record = processing.run_processing_job(platform, job)
     if record["ProcessingJobStatus"] == "Stopped":
-        return {"MonitoringExecutionStatus": "Stopped", "FailureReason": STOPPED_EXECUTION_REASON}
+        return {"MonitoringExecutionStatus": "Stopped", "FailureReason": record.get("FailureReason") or STOPPED_EXECUTION_REASON}
     if record["ProcessingJobStatus"] != "Completed":
         return {"MonitoringExecutionStatus": "Failed", "FailureReason": record.get("FailureReason", "Processing job failed")}
     if job["Environment"].get("publish_cloudwatch_metrics") == "Enabled":

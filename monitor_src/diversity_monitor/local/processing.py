@@ -79,7 +79,12 @@ class JobError(RuntimeError):
 
 
 class JobStopped(JobError):
-    """The stack stopped the job (`stop_running_jobs`): status Stopped, not an algorithm failure."""
+    """The job was stopped (MaxRuntimeInSeconds, StopProcessingJob, the stack stopping): status Stopped,
+    not an algorithm failure; `reason` is the FailureReason to record, None for none (AWS gives none)."""
+
+    def __init__(self, reason: str | None) -> None:
+        super().__init__(reason or "stopped")
+        self.reason = reason
 
 
 class MetricsFileError(ValueError):
@@ -136,8 +141,9 @@ def run_processing_job(host: JobHost, description: dict) -> dict:
     folder = job_folder(host, name)
     try:
         outcome = _run(host, record, folder)
-    except JobStopped:
-        outcome = {"ProcessingJobStatus": "Stopped"}
+    except JobStopped as error:
+        # AWS gives a stopped job no FailureReason; the local stack's own stop says it was the stack.
+        outcome = {"ProcessingJobStatus": "Stopped", **({"FailureReason": error.reason} if error.reason else {})}
     except JobError as error:
         outcome = {"ProcessingJobStatus": "Failed", "FailureReason": _clip(str(error), FAILURE_REASON_LIMIT)}
     except Exception as error:  # a bug or an outage must end the job visibly, not leave it InProgress
@@ -166,8 +172,9 @@ def _run(host: JobHost, record: dict, folder: JobFolder) -> dict:
     _write_job_config(record, folder)
 
     exit_code = _run_container(host, spec, record, folder, app.get("ContainerArguments"))
-    if _was_stopped(record["ProcessingJobName"]):
-        raise JobStopped("Stopped: the local stack stopped while the job was running")
+    stopped, reason = _was_stopped(record["ProcessingJobName"])
+    if stopped:
+        raise JobStopped(reason)
     exit_message = _exit_message(folder)
     outcome: dict = {"ExitMessage": exit_message} if exit_message else {}
     if exit_code != 0:
@@ -245,7 +252,7 @@ def _run_container(host: JobHost, spec: images.ImageSpec, record: dict, folder: 
     except subprocess.TimeoutExpired:
         stop_process(process, grace=STOP_GRACE_SECONDS)
         log.info("processing job %s ran past MaxRuntimeInSeconds (%s s): stopped", name, max_runtime)
-        raise JobStopped(f"the job ran past StoppingCondition.MaxRuntimeInSeconds ({max_runtime} s)") from None
+        raise JobStopped(None) from None
     finally:
         with _running_lock:
             _running.pop(name, None)
@@ -254,7 +261,8 @@ def _run_container(host: JobHost, spec: images.ImageSpec, record: dict, folder: 
 # Containers running now, by job name: the stack stops them when it stops (they are processes of
 # this machine, so the registry is per process).
 _running: dict[str, subprocess.Popen] = {}
-_stopped: set[str] = set()
+_stopped: dict[str, str | None] = {}  # job name -> the FailureReason its stop gives (None: like AWS, none)
+STACK_STOPPED = "Stopped: the local stack stopped while the job was running"
 _running_lock = threading.Lock()
 
 
@@ -262,7 +270,7 @@ def stop_running_jobs() -> list[str]:
     """Stop every running job's process group; those jobs end with status Stopped."""
     with _running_lock:
         running = list(_running.items())
-        _stopped.update(name for name, _ in running)
+        _stopped.update((name, STACK_STOPPED) for name, _ in running)
     for _, process in running:
         stop_process(process, grace=STOP_GRACE_SECONDS)
     return [name for name, _ in running]
@@ -274,17 +282,17 @@ def stop_job(job_name: str) -> bool:
         process = _running.get(job_name)
         if process is None:
             return False
-        _stopped.add(job_name)
+        _stopped[job_name] = None
     stop_process(process, grace=STOP_GRACE_SECONDS)
     return True
 
 
-def _was_stopped(job_name: str) -> bool:
+def _was_stopped(job_name: str) -> tuple[bool, str | None]:
+    """Whether the job was stopped on purpose, and the FailureReason that stop gives."""
     with _running_lock:
         if job_name in _stopped:
-            _stopped.discard(job_name)
-            return True
-        return False
+            return True, _stopped.pop(job_name)
+        return False, None
 
 
 def _exit_message(folder: JobFolder) -> str:

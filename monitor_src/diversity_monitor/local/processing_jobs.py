@@ -58,8 +58,9 @@ def _check(platform, params: dict) -> None:
                   for n, item in enumerate(params.get("ProcessingOutputConfig", {}).get("Outputs", []))
                   if "S3Output" in item})
     for field, path in paths.items():
-        if not container_paths.is_processing_path(path):
-            raise ValidationError(f"{field} {path!r} must be under /opt/ml/processing/")
+        # `..` would let a request reach outside the job folder on this machine (the stack runs jobs as host processes).
+        if not container_paths.is_processing_path(path) or ".." in path.split("/"):
+            raise ValidationError(f"{field} {path!r} must be under /opt/ml/processing/ (no '..')")
 
 
 def create_processing_job(platform, params: dict, *, inline: bool = False) -> dict:
