@@ -55,6 +55,10 @@ class StackHolder:
     def platform(self):
         return self.stack.platform
 
+    @property
+    def credentials(self):
+        return self.stack.credentials
+
     def restart(self) -> None:
         now = self.platform.clock.now()
         self.stack.stop()
