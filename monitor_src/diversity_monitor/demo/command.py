@@ -22,6 +22,7 @@ import sys
 from datetime import datetime, timedelta
 from pathlib import Path
 
+import boto3
 import pandas as pd
 from tqdm.auto import tqdm
 
@@ -112,6 +113,7 @@ def run_demo(output: Path, plan: ScenarioPlan, progress: bool = True) -> dict:
     with stopped_by_signals(), start_stack(output / ".local-stack", port=0, clock=clock) as stack:
         # Any boto3 code in this process now talks to the stack, and only to it.
         inherited = isolate_aws_environment(os.environ, stack.platform.client_environment())
+        boto3.setup_default_session()  # it keeps the credentials it resolved first; this stack has its own
         try:
             scenario = IncidentScenario(workdir=output / "work", advance=stack.platform.advance, now=clock.now, plan=plan)
             steps = run_with_progress(scenario, progress)
