@@ -14,16 +14,14 @@ import time
 import uuid
 from datetime import datetime, timezone
 
-import boto3
 import pytest
-from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from diversity_monitor.local import eventbridge_scheduler, images, monitoring, processing_jobs
 from diversity_monitor.local.clock import SimulatedClock
 from diversity_monitor.local.gateway import GatewayServer
 from diversity_monitor.local.platform import LocalPlatform, bind_loopback
-from helpers.aws import REGION
+from helpers.aws import REGION, stack_client
 from helpers.paths import FIXTURES
 
 START = datetime(2027, 10, 31, 8, 30, tzinfo=timezone.utc)
@@ -58,12 +56,7 @@ def stack(tmp_path, moto_url):
 
 
 def client(service: str, platform: LocalPlatform):
-    """A boto3 client with exactly the settings the stack hands its users (`aws_environment`)."""
-    settings = platform.aws_environment()
-    return boto3.session.Session().client(
-        service, endpoint_url=settings["AWS_ENDPOINT_URL"], region_name=settings["AWS_DEFAULT_REGION"],
-        aws_access_key_id=settings["AWS_ACCESS_KEY_ID"], aws_secret_access_key=settings["AWS_SECRET_ACCESS_KEY"],
-        config=Config(retries={"max_attempts": 1}))
+    return stack_client(service, platform)
 
 
 def job_request(bucket: str, name: str, mode: str = "ok", max_runtime: int = 600) -> dict:

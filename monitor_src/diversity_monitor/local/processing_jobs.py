@@ -7,7 +7,8 @@ by `processing.run_processing_job`: on a worker thread, or inline when the calle
 Scheduler stand-in on a simulated clock, so a run at 10:00 is over before the clock moves on).
 
 Checks beyond the API shape, as the service makes them: a unique name, an image the stack can
-run, every LocalPath under /opt/ml/processing/, `MaxRuntimeInSeconds` within the API's limits.
+run, every LocalPath under /opt/ml/processing/; and what the stack refuses to run on this machine
+(`run_safety`: ContainerEntrypoint, startup-changing environment, paths leaving /opt/ml).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from diversity_monitor.aws import container_paths
 from diversity_monitor.clock import iso_z
-from diversity_monitor.local import images, processing
+from diversity_monitor.local import images, processing, run_safety
 from diversity_monitor.local.errors import ResourceInUse, ResourceNotFound, ValidationError
 from diversity_monitor.local.monitoring import _answer, moment_of
 
@@ -61,6 +62,12 @@ def _check(platform, params: dict) -> None:
         # `..` would let a request reach outside the job folder on this machine (the stack runs jobs as host processes).
         if not container_paths.is_processing_path(path) or ".." in path.split("/"):
             raise ValidationError(f"{field} {path!r} must be under /opt/ml/processing/ (no '..')")
+    app = params["AppSpecification"]
+    run_safety.refuse([  # what would act on this machine rather than in a container (run_safety's doc)
+        *run_safety.entrypoint_problems(app, "AppSpecification"),
+        *run_safety.argument_problems(app.get("ContainerArguments"), "AppSpecification.ContainerArguments"),
+        *run_safety.environment_problems(params.get("Environment"), "Environment"),
+    ])
 
 
 def create_processing_job(platform, params: dict, *, inline: bool = False) -> dict:
