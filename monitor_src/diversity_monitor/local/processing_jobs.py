@@ -17,7 +17,6 @@ import logging
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
-from diversity_monitor.aws import container_paths
 from diversity_monitor.clock import iso_z
 from diversity_monitor.local import images, processing, run_safety
 from diversity_monitor.local.errors import ResourceInUse, ResourceNotFound, ValidationError
@@ -58,12 +57,9 @@ def _check(platform, params: dict) -> None:
     paths.update({f"ProcessingOutputConfig.Outputs[{n}].S3Output.LocalPath": item["S3Output"]["LocalPath"]
                   for n, item in enumerate(params.get("ProcessingOutputConfig", {}).get("Outputs", []))
                   if "S3Output" in item})
-    for field, path in paths.items():
-        # `..` would let a request reach outside the job folder on this machine (the stack runs jobs as host processes).
-        if not container_paths.is_processing_path(path) or ".." in path.split("/"):
-            raise ValidationError(f"{field} {path!r} must be under /opt/ml/processing/ (no '..')")
     app = params["AppSpecification"]
     run_safety.refuse([  # what would act on this machine rather than in a container (run_safety's doc)
+        *run_safety.processing_path_problems(paths),
         *run_safety.entrypoint_problems(app, "AppSpecification"),
         *run_safety.argument_problems(app.get("ContainerArguments"), "AppSpecification.ContainerArguments"),
         *run_safety.environment_problems(params.get("Environment"), "Environment"),
