@@ -35,6 +35,7 @@ from botocore.exceptions import ClientError
 
 from diversity_monitor import storage
 from diversity_monitor.aws import service_schema
+from diversity_monitor.aws.session import SetupError, require_endpoint
 from diversity_monitor.clock import as_utc, iso_z, utcnow
 from diversity_monitor.conventions import (
     CUSTOM_BLOCK,
@@ -54,8 +55,8 @@ from diversity_monitor.setup.alarms import alarm_names
 from diversity_monitor.setup.deployment import Deployment
 
 
-class IncidentError(RuntimeError):
-    """The runbook cannot go on; the message says what is missing and where to look."""
+class IncidentError(SetupError):
+    """The runbook cannot go on; the message says what is missing and where to look (no traceback shown)."""
 
 
 # --- the alarm and what it watches --------------------------------------------------------------
@@ -90,6 +91,7 @@ def resolve_target(alarm_name: str | None = None, endpoint_name: str | None = No
     endpoint_name = endpoint_name or dimensions.get("Endpoint")
     if not endpoint_name:
         raise IncidentError(f"alarm {alarm_name!r} has no Endpoint dimension; give endpoint_name")
+    require_endpoint(endpoint_name)
     schedule_name = schedule_name or dimensions.get("MonitoringSchedule") or _only_schedule(sagemaker, endpoint_name)
     schedule = sagemaker.describe_monitoring_schedule(MonitoringScheduleName=schedule_name)
     definition = schedule["MonitoringScheduleConfig"]["MonitoringJobDefinition"]

@@ -22,7 +22,9 @@ import pandas as pd
 from tqdm import tqdm  # text progress: works in any notebook front end without ipywidgets
 
 from diversity_monitor import storage
+from diversity_monitor.aws.session import SetupError, require_endpoint
 from diversity_monitor.capture.reader import live_diversity
+from diversity_monitor.clock import iso_z, parse_instant, utcnow
 from diversity_monitor.conventions import DEFAULT_MIN_DIVERSITY, DEFAULT_TOP_K
 from diversity_monitor.job import report_views as report
 from diversity_monitor.job.inputs import load_catalog
@@ -164,14 +166,22 @@ class Investigation:
     live: pd.DataFrame
 
 
+def time_range(start: str | None, end: str | None, hours: float) -> tuple[datetime, datetime]:
+    """The range to investigate: `end` (default now, i.e. the notebook's `as_of`) and `start` (default
+    `hours` before the end), both ISO-8601."""
+    end_at = parse_instant(end) if end else utcnow()
+    return (parse_instant(start) if start else end_at - timedelta(hours=hours)), end_at
+
+
 def investigate(endpoint_name: str, schedule_name: str, reports_s3_uri: str, capture_s3_uri: str, catalog_uri: str,
                 start: datetime, end: datetime, min_diversity: float = DEFAULT_MIN_DIVERSITY, progress: bool = True) -> Investigation:
     if not start < end:
-        raise ValueError(f"start {start.isoformat()} must be before end {end.isoformat()}")
+        raise SetupError(f"start {start.isoformat()} must be before end {end.isoformat()}: fix start or end")
+    require_endpoint(endpoint_name)
     reports = load_reports(reports_s3_uri, endpoint_name, schedule_name, start, end)
     if not reports:
-        raise ValueError(f"no reports under {reports_s3_uri}/{endpoint_name}/{schedule_name}/ between "
-                         f"{start.isoformat()} and {end.isoformat()}")
+        raise SetupError(f"no reports under {reports_s3_uri}/{endpoint_name}/{schedule_name}/ between "
+                         f"{iso_z(start)} and {iso_z(end)}: check the names, or move the range (start, end, as_of)")
     names = alarm_names(endpoint_name)
     changes = {kind: report_history.alarm_states(name) for kind, name in names.items()}
     hourly = hourly_frame(reports, changes["diversity"])
