@@ -13,7 +13,7 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlparse
+from urllib.parse import quote, urlparse
 
 import boto3
 from botocore.exceptions import BotoCoreError, ClientError
@@ -180,3 +180,23 @@ def _(error: ClientError) -> str:
 @_describe.register
 def _(error: BotoCoreError) -> str:
     return f"{type(error).__name__}: {error}"  # connection refused, no credentials, a response cut short
+
+
+# --- links a person can open -------------------------------------------------------------------
+
+LINK_EXPIRY_SECONDS = 7 * 24 * 3600  # SigV4 query signatures last at most a week
+CONSOLE_OBJECT_URL = "https://{region}.console.aws.amazon.com/s3/object/{bucket}?region={region}&prefix={key}"
+
+
+def browser_url(uri: str) -> str:
+    """A link a browser opens for `uri`: on AWS, the object's page in the S3 console (the on-call's
+    own sign-in applies); where boto3 is pointed elsewhere (the local stack), a presigned GET of the
+    object itself; a local path, its file:// URL."""
+    if not is_s3(uri):
+        return Path(uri).resolve().as_uri()
+    bucket, _, key = uri[len("s3://"):].partition("/")
+    if not os.environ.get("AWS_ENDPOINT_URL"):
+        region = boto3.session.Session().region_name or "us-east-1"
+        return CONSOLE_OBJECT_URL.format(region=region, bucket=bucket, key=quote(key, safe="/"))
+    return s3_client().generate_presigned_url("get_object", Params={"Bucket": bucket, "Key": key},
+                                              ExpiresIn=LINK_EXPIRY_SECONDS)

@@ -122,12 +122,15 @@ def run_demo(output: Path, plan: ScenarioPlan, progress: bool = True) -> dict:
             board = dashboard_view.board(ENDPOINT, plan.start, clock.now())
             (output / DASHBOARD_PICTURE).write_bytes(dashboard_view.board_picture(board.images))
             events = [{"at": e.at.isoformat(), "what": e.what, "detail": e.detail} for e in scenario.events]
+            changes = alarm_states(scenario.alarm_names[0]) if scenario.alarm_names else []
         finally:
             restore_aws_environment(os.environ, inherited)
     table.to_csv(output / "timeline.csv", index=False)
     (output / "pager.json").write_text(json.dumps(pager, indent=2, default=str))
     (output / "events.json").write_text(json.dumps(events, indent=2))
-    figure = report.timeline_figure(table, scenario.events, threshold=DEFAULT_MIN_DIVERSITY)
+    baseline = next((float(e.detail.split()[1].rstrip(",")) for e in scenario.events if e.what == "baseline"), None)
+    figure = report.timeline_figure(table, scenario.events, threshold=DEFAULT_MIN_DIVERSITY, alarm_changes=changes,
+                                    title=f"{ENDPOINT}: the incident, replay diversity per hourly run", baseline=baseline)
     figure.savefig(output / "timeline.png", dpi=110)
     shutil.rmtree(output / "work", ignore_errors=True)  # training data and models: rebuilt each run
     return {"timeline": table, "pager": pager, "reports": reports, "events": events, "steps": steps}

@@ -222,6 +222,7 @@ class Suspect:
     evidence: str
     first_bad_hour: datetime
     last_good_hour: datetime | None
+    when: str | None = None  # "at T" or "between T1 and T2", as exactly as the evidence allows
 
 
 @dataclass(frozen=True)
@@ -267,7 +268,7 @@ def find_suspect(streak: Streak, changes: list[ConfigChange], endpoint: dict, li
         models = tuple((first_bad.serving.get("models") or {}).values())
         suspect = Suspect(bad_config, models, change.at if change else None,
                           change.evidence if change else "the reports record the config of each run",
-                          first_bad.hour, last_good.hour)
+                          first_bad.hour, last_good.hour, change.when if change else None)
     else:
         # Reports without a serving record: only the last UpdateEndpoint's time is known for sure.
         modified = endpoint["LastModifiedTime"]
@@ -278,10 +279,10 @@ def find_suspect(streak: Streak, changes: list[ConfigChange], endpoint: dict, li
         suspect = Suspect(live.config_name, live.models, modified,
                           "ESTIMATED from DescribeEndpoint LastModifiedTime (the reports do not record the serving "
                           "config)", first_bad.hour, last_good.hour)
-    went_live = f"went live at {iso_z(suspect.went_live)}, " if suspect.went_live else ""
-    return suspect, (f"**SUSPECT: `{suspect.config}` ({', '.join(suspect.models)})** {went_live}after the last good "
-                     f"run at {iso_z(last_good.hour)} and before the first bad run at {iso_z(first_bad.hour)} "
-                     f"({suspect.evidence}).")
+    went_live = f"went live {suspect.when or 'at ' + iso_z(suspect.went_live)}, " if suspect.went_live else ""
+    return suspect, (f"**SUSPECT: `{suspect.config}` ({', '.join(suspect.models)})** {went_live}after the replay of "
+                     f"the last good run ({iso_z(last_good.hour)}) and before the replay of the first bad run "
+                     f"({iso_z(first_bad.hour)}) ({suspect.evidence}).")
 
 
 def deployments_frame(view: DeploymentView):

@@ -49,8 +49,8 @@ class Mark:
 def deploy_marks(reports: list[HourReport], endpoint_name: str, client=None) -> list[Mark]:
     """Changes of serving config between the runs (each report records its config); exact for the last one."""
     endpoint = (client or deployment.sagemaker_client()).describe_endpoint(EndpointName=endpoint_name)
-    return [Mark(change.at, "deploy", f"{change.after.config} ({', '.join(change.after.models.values())}), "
-                                      f"from {change.before.config}: {change.evidence}")
+    return [Mark(change.at, change.what, f"{change.after.config} ({', '.join(change.after.models.values())}), "
+                                         f"from {change.before.config}, went live {change.when}: {change.evidence}")
             for change in report_history.config_changes(reports, endpoint)]
 
 
@@ -144,9 +144,12 @@ def before_after_figure(before: HourReport, after: HourReport, threshold: float)
     return figure
 
 
-def timeline_figure(hourly: pd.DataFrame, live: pd.DataFrame, marks: list[Mark], threshold: float):
-    """report.timeline_figure (mean, p5, threshold, ALARM hours shaded, deploys) plus the live mean."""
-    figure = report.timeline_figure(hourly, marks, threshold=threshold)
+def timeline_figure(hourly: pd.DataFrame, live: pd.DataFrame, marks: list[Mark], threshold: float,
+                    alarm_changes: list[tuple[datetime, str]] | None = None, endpoint_name: str = ""):
+    """report.timeline_figure (mean, p5, threshold, the alarm's time in ALARM shaded, deploys and rollbacks)
+    plus the live mean."""
+    title = f"{endpoint_name}: replay diversity per hourly run" if endpoint_name else "Replay diversity per hourly run"
+    figure = report.timeline_figure(hourly, marks, threshold=threshold, alarm_changes=alarm_changes, title=title)
     axis = figure.axes[0]
     if len(live) and live["live_mean"].notna().any():
         axis.plot(pd.to_datetime(live["hour"], utc=True), live["live_mean"], marker="s", color="#ff7f0e",
