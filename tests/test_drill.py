@@ -12,10 +12,13 @@ failed-run runbook on a healthy schedule, and notebooks pointed at a missing sta
 
 from __future__ import annotations
 
+import html
 import json
 import os
+import re
 import subprocess
 import sys
+import urllib.request
 from pathlib import Path
 
 import boto3
@@ -80,6 +83,7 @@ def rehearsal(tmp_path_factory):
             result["runbook"] = execute_notebook(
                 RUNBOOKS / "diversity_alarm.ipynb", path / "runbook",
                 {"endpoint_url": url, "as_of": record["as_of"], "confirm_rollback": True, "poll_seconds": 0.5})
+            result["report_page"] = open_report_link(result["runbook"].text, url)
             result["advance"] = cli("local", "advance", "2h", env=env).stdout
             result["alarm_after"] = alarm_state(restored)
             result["config_after"] = stack_client("sagemaker", restored).describe_endpoint(
@@ -101,6 +105,15 @@ def rehearsal(tmp_path_factory):
         result["no_stack"] = execute_notebook(RUNBOOKS / "diversity_alarm.ipynb", path / "no-stack",
                                               {"endpoint_url": url, "as_of": record["as_of"]})
     return result
+
+
+def open_report_link(text: str, url: str) -> tuple[str, bytes]:
+    """The first report link the runbook's table shows, opened as a browser would (no AWS credentials)."""
+    links = re.findall(rf"{re.escape(url)}/recs-monitor/reports/[^\s\"<>']+", text)
+    assert links, "no report link a browser can open"
+    link = html.unescape(links[0])
+    with urllib.request.urlopen(link, timeout=30) as response:
+        return link, response.read()
 
 
 def alarm_state(record: dict) -> str:
@@ -143,6 +156,12 @@ def test_the_on_call_rolls_back_with_only_the_url_and_the_alarm_returns_to_ok(re
     assert not runbook.invalid, runbook.invalid
     assert rehearsal["config_after"] == "recommender-prod-v1"
     assert rehearsal["alarm_after"] == "OK"
+
+
+def test_the_reports_links_open_in_a_browser(rehearsal):
+    link, page = rehearsal["report_page"]
+    assert "/report.html?" in link and "X-Amz-Signature=" in link  # the object itself, presigned
+    assert page.lstrip().lower().startswith(b"<!doctype html") and b"recommender-prod" in page
 
 
 def test_failed_run_runbook_on_a_healthy_schedule_has_nothing_to_diagnose(rehearsal):
