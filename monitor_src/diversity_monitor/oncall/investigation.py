@@ -139,6 +139,8 @@ def before_after_figure(before: HourReport, after: HourReport, threshold: float)
     axis.axvline(threshold, color="grey", linestyle="--", label=f"threshold {threshold:g}")
     axis.set_xlabel("distinct categories in the top list")
     axis.set_ylabel("share of sessions")
+    axis.set_title(f"Categories per top list, run of {before.hour:%Y-%m-%d %H:%M} vs {after.hour:%Y-%m-%d %H:%M} (UTC)",
+                   fontsize=10)
     axis.legend()
     figure.tight_layout()
     return figure
