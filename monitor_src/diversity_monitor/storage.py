@@ -16,6 +16,7 @@ from pathlib import Path
 from urllib.parse import quote, urlparse
 
 import boto3
+from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 _local = threading.local()
@@ -198,5 +199,7 @@ def browser_url(uri: str) -> str:
     if not os.environ.get("AWS_ENDPOINT_URL"):
         region = boto3.session.Session().region_name or "us-east-1"
         return CONSOLE_OBJECT_URL.format(region=region, bucket=bucket, key=quote(key, safe="/"))
-    return s3_client().generate_presigned_url("get_object", Params={"Bucket": bucket, "Key": key},
-                                              ExpiresIn=LINK_EXPIRY_SECONDS)
+    # SigV4 query signing (botocore would presign SigV2 against a custom endpoint); no credentials in the link.
+    signer = boto3.session.Session().client("s3", config=Config(signature_version="s3v4"))
+    return signer.generate_presigned_url("get_object", Params={"Bucket": bucket, "Key": key},
+                                         ExpiresIn=LINK_EXPIRY_SECONDS)
