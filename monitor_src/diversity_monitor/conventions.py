@@ -151,7 +151,7 @@ RUNBOOKS_README = "runbooks/README.md"  # the alarms and every report link here
 DIVERSITY_ALARM_RUNBOOK = "runbooks/diversity_alarm.ipynb"
 FAILED_RUN_RUNBOOK = "runbooks/monitor_job_failed.ipynb"
 
-
-# --- the local stack, as the kit finds it ------------------------------------------------------
-# The stack's credentials, in its state folder (mode 0600): {aws_access_key_id, aws_secret_access_key, region_name}.
+# --- the embedded local stack -----------------------------------------------------------------
+# Its own credentials, in its state folder, owner-only: the stack (local/) writes them at its
+# first start; the kit's sessions (aws/session) find them there to sign requests to it.
 LOCAL_STACK_CREDENTIALS_FILE = "credentials.json"

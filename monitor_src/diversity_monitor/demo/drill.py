@@ -75,6 +75,7 @@ def run_drill(output: Path, plan: ScenarioPlan, port: int = DEFAULT_PORT, progre
     state_dir = (output / ".local-stack").resolve()
     record = local_cli.start_detached(state_dir, port, REGION, simulated_clock=plan.start.isoformat())
     inherited = isolate_aws_environment(os.environ, stack_environment(record))
+    boto3.setup_default_session()  # the default session keeps the credentials it resolved first
     try:
         stack_clock = StackClock(state_dir, plan.start)
         scenario = IncidentScenario(workdir=output / "work", advance=stack_clock.advance, now=stack_clock.now, plan=plan)
@@ -86,6 +87,7 @@ def run_drill(output: Path, plan: ScenarioPlan, port: int = DEFAULT_PORT, progre
         raise
     finally:
         restore_aws_environment(os.environ, inherited)
+        boto3.setup_default_session()
     page = next((message for message in pager if message.get("NewStateValue") == "ALARM"), None)
     drill = {
         "url": record["url"], "pid": record["pid"], "state_dir": str(state_dir), "region": record["region"],
