@@ -13,9 +13,10 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlparse
+from urllib.parse import quote, urlparse
 
 import boto3
+from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 _local = threading.local()
@@ -180,3 +181,25 @@ def _(error: ClientError) -> str:
 @_describe.register
 def _(error: BotoCoreError) -> str:
     return f"{type(error).__name__}: {error}"  # connection refused, no credentials, a response cut short
+
+
+# --- links a person can open -------------------------------------------------------------------
+
+LINK_EXPIRY_SECONDS = 7 * 24 * 3600  # SigV4 query signatures last at most a week
+CONSOLE_OBJECT_URL = "https://{region}.console.aws.amazon.com/s3/object/{bucket}?region={region}&prefix={key}"
+
+
+def browser_url(uri: str) -> str:
+    """A link a browser opens for `uri`: on AWS, the object's page in the S3 console (the on-call's
+    own sign-in applies); where boto3 is pointed elsewhere (the local stack), a presigned GET of the
+    object itself; a local path, its file:// URL."""
+    if not is_s3(uri):
+        return Path(uri).resolve().as_uri()
+    bucket, _, key = uri[len("s3://"):].partition("/")
+    if not os.environ.get("AWS_ENDPOINT_URL"):
+        region = boto3.session.Session().region_name or "us-east-1"
+        return CONSOLE_OBJECT_URL.format(region=region, bucket=bucket, key=quote(key, safe="/"))
+    # SigV4 query signing (botocore would presign SigV2 against a custom endpoint); no credentials in the link.
+    signer = boto3.session.Session().client("s3", config=Config(signature_version="s3v4"))
+    return signer.generate_presigned_url("get_object", Params={"Bucket": bucket, "Key": key},
+                                         ExpiresIn=LINK_EXPIRY_SECONDS)

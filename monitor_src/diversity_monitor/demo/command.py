@@ -41,10 +41,12 @@ DASHBOARD_PICTURE = "dashboard.png"  # the endpoint's dashboard over the whole r
 STOPPED_FILE = "STOPPED.txt"  # in a run a signal cut short: says so, next to what it left
 
 
-def fresh_output_folder(root: Path = DEMO_ROOT) -> Path:
-    """`demo-output/run-<time>/`, with `demo-output/latest` pointing at it: runs never overwrite."""
-    folder = root / datetime.now().strftime("run-%Y%m%d-%H%M%S")
+def fresh_output_folder(root: Path = DEMO_ROOT, prefix: str = "run") -> Path:
+    """`demo-output/<prefix>-<time>/`, with `demo-output/latest` pointing at the newest demo run: runs never overwrite."""
+    folder = root / datetime.now().strftime(f"{prefix}-%Y%m%d-%H%M%S")
     folder.mkdir(parents=True, exist_ok=False)
+    if prefix != "run":
+        return folder
     latest = root / "latest"
     if latest.is_symlink():
         latest.unlink()
@@ -123,28 +125,31 @@ def run_demo(output: Path, plan: ScenarioPlan, progress: bool = True) -> dict:
             board = dashboard_view.board(ENDPOINT, plan.start, clock.now())
             (output / DASHBOARD_PICTURE).write_bytes(dashboard_view.board_picture(board.images))
             events = [{"at": e.at.isoformat(), "what": e.what, "detail": e.detail} for e in scenario.events]
+            changes = alarm_states(scenario.alarm_names[0]) if scenario.alarm_names else []
         finally:
             restore_aws_environment(os.environ, inherited)
     table.to_csv(output / "timeline.csv", index=False)
     (output / "pager.json").write_text(json.dumps(pager, indent=2, default=str))
     (output / "events.json").write_text(json.dumps(events, indent=2))
-    figure = report.timeline_figure(table, scenario.events, threshold=DEFAULT_MIN_DIVERSITY)
+    baseline = next((float(e.detail.split()[1].rstrip(",")) for e in scenario.events if e.what == "baseline"), None)
+    figure = report.timeline_figure(table, scenario.events, threshold=DEFAULT_MIN_DIVERSITY, alarm_changes=changes,
+                                    title=f"{ENDPOINT}: the incident, replay diversity per hourly run", baseline=baseline)
     figure.savefig(output / "timeline.png", dpi=110)
     shutil.rmtree(output / "work", ignore_errors=True)  # training data and models: rebuilt each run
     return {"timeline": table, "pager": pager, "reports": reports, "events": events, "steps": steps}
 
 
-def run_with_progress(scenario: IncidentScenario, bar: bool) -> list[str]:
-    """Play the scenario, printing `[i/N] step` as each step ends (to stdout, so a log or a pipe
-    shows it too), under a tqdm bar when `bar` (a terminal). Returns the lines printed."""
-    total = scenario.step_count
+def run_with_progress(scenario: IncidentScenario, bar: bool, until_page: bool = False) -> list[str]:
+    """Play the scenario (up to the page with `until_page`), printing `[i/N] step` as each step ends
+    (to stdout, so a log or a pipe shows it too), under a tqdm bar when `bar` (a terminal). Returns the lines printed."""
+    total = scenario.steps_until_page if until_page else scenario.step_count
     printed: list[str] = []
     with tqdm(total=total, desc="demo", unit="step", disable=not bar) as progress:
         def on_step(text: str) -> None:
             progress.update(1)
             printed.append(f"[{len(printed) + 1}/{total}] {text}")
             tqdm.write(printed[-1])
-        scenario.run(on_step)
+        (scenario.run_until_page if until_page else scenario.run)(on_step)
     return printed
 
 
@@ -174,6 +179,23 @@ def _demo(args: argparse.Namespace) -> int:
     print("\nPager (SNS -> SQS) received:")
     for message in result["pager"]:
         print(f"  {message.get('StateChangeTime', '')}  {message.get('Subject')}")
-    print(f"\n{result['reports']} executed reports in {output}/reports/; plots: {output}/timeline.png, "
-          f"{output}/{DASHBOARD_PICTURE}")
+    shown = output
+    latest = DEMO_ROOT / "latest"
+    if args.output is None and latest.resolve() == output.resolve():
+        shown = latest  # the name that stays valid: the README and the next steps use it
+    print(f"\n{result['reports']} executed reports in {shown}/reports/; plots: {shown}/timeline.png, "
+          f"{shown}/{DASHBOARD_PICTURE}")
+    print(next_steps(shown, output))
     return 0
+
+
+def next_steps(shown: Path, output: Path) -> str:
+    """The demo's last lines: where everything is, and what to try next."""
+    this_run = f" (this run: {output})" if shown != output else ""
+    return "\n".join([
+        f"\nEverything is in {shown}/{this_run}.",
+        "Next:",
+        "  make drill                     rehearse the page as the on-call: the alarm runbook in JupyterLab, rollback included",
+        "  .venv/bin/jupyter lab notebooks/04_investigate_regression.ipynb   the incident hour by hour (endpoint_url: the stack's URL)",
+        f"  .venv/bin/diversity-monitor local up --detach --state-dir {shown}/.local-stack   bring this run back, at its simulated time",
+    ])

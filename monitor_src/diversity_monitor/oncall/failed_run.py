@@ -37,6 +37,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from diversity_monitor import storage
 from diversity_monitor.aws import service_schema
 from diversity_monitor.aws.schedule_expression import Window, analysis_window, format_offset, parse_schedule_expression
+from diversity_monitor.aws.session import SetupError
 from diversity_monitor.capture.source import CaptureSourceError, list_capture_files
 from diversity_monitor.clock import as_utc, iso_z, parse_instant, utcnow
 from diversity_monitor.conventions import (
@@ -60,8 +61,14 @@ BEFORE_SCHEDULE = "Not scheduled (before the schedule existed)"
 MAX_SCHEDULE_NAME = 63
 
 
-class DiagnosisError(RuntimeError):
-    """The runbook cannot go on; the message says what is missing."""
+class DiagnosisError(SetupError):
+    """The runbook cannot go on; the message says what is missing (shown without a traceback)."""
+
+
+NOTHING_TO_DIAGNOSE = ("**NOTHING TO DIAGNOSE**: every run of `{schedule}` in the hours looked at completed and replayed "
+                       "(no failed, replay-failed or missing run). If you were paged, the monitor-health alarm may "
+                       "already be back to OK; to look at one run, give `scheduled_time`; to look further back, raise "
+                       "`lookback_hours`.")
 
 
 # --- the schedule and its executions ---------------------------------------------------------
@@ -72,7 +79,16 @@ def _in_utc(record: dict, *fields: str) -> dict:
 
 
 def describe_schedule(schedule_name: str) -> dict:
-    described = boto3.client("sagemaker").describe_monitoring_schedule(MonitoringScheduleName=schedule_name)
+    sagemaker = boto3.client("sagemaker")
+    try:
+        described = sagemaker.describe_monitoring_schedule(MonitoringScheduleName=schedule_name)
+    except ClientError as error:
+        if error.response.get("Error", {}).get("Code") not in ("ResourceNotFound", "ValidationException"):
+            raise
+        names = [item["MonitoringScheduleName"] for item in
+                 sagemaker.list_monitoring_schedules(MaxResults=100).get("MonitoringScheduleSummaries", [])]
+        raise DiagnosisError(f"monitoring schedule {schedule_name!r} does not exist in {sagemaker.meta.region_name}: "
+                             f"fix schedule_name (schedules there: {', '.join(names) or 'none'})") from None
     return _in_utc(described, "CreationTime", "LastModifiedTime")
 
 
@@ -180,8 +196,9 @@ class ExecutionView:
 
 def pick_execution(found: list[dict], missing: list[datetime], scheduled_time: str | datetime | None,
                    schedule_name: str | None = None,
-                   replay_failed: dict[datetime, tuple[str, ...]] | None = None) -> tuple[datetime, dict | None]:
-    """The run to diagnose: the one asked for, else the latest failed, replay-failed or missing one.
+                   replay_failed: dict[datetime, tuple[str, ...]] | None = None) -> tuple[datetime | None, dict | None]:
+    """The run to diagnose: the one asked for, else the latest failed, replay-failed or missing one;
+    `(None, None)` when there is none (a healthy schedule: the rest of the runbook says so).
 
     A run asked for by time that is not among `found` (older than the lookback) is looked up
     on its own when `schedule_name` is given, so it is never reported missing by mistake.
@@ -196,8 +213,7 @@ def pick_execution(found: list[dict], missing: list[datetime], scheduled_time: s
               if item["MonitoringExecutionStatus"] in ("Failed", "Stopped") or item["ScheduledTime"] in (replay_failed or {})]
     candidates = failed + [(run, None) for run in missing]
     if not candidates:
-        raise DiagnosisError("no failed, replay-failed or missing run in the time looked at: give scheduled_time, or "
-                             "look further back (lookback_hours)")
+        return None, None
     return max(candidates, key=lambda pair: pair[0])
 
 
@@ -206,7 +222,10 @@ def window_of(schedule: dict, scheduled: datetime) -> Window:
     return analysis_window(schedule["MonitoringScheduleConfig"]["ScheduleConfig"], scheduled)
 
 
-def execution_view(schedule: dict, scheduled: datetime, execution: dict | None) -> ExecutionView:
+def execution_view(schedule: dict, scheduled: datetime | None, execution: dict | None) -> ExecutionView | None:
+    """What is known of the run at `scheduled`; None when there is no run to diagnose."""
+    if scheduled is None:
+        return None
     definition = job_definition(schedule)
     endpoint = endpoint_of(definition)
     scheduled = as_utc(scheduled)
@@ -239,7 +258,9 @@ def execution_view(schedule: dict, scheduled: datetime, execution: dict | None) 
     )
 
 
-def execution_markdown(view: ExecutionView, schedule: dict) -> str:
+def execution_markdown(view: ExecutionView | None, schedule: dict) -> str:
+    if view is None:
+        return NOTHING_TO_DIAGNOSE.format(schedule=schedule["MonitoringScheduleName"])
     lines = [
         f"**Run {iso_z(view.scheduled)} of `{view.schedule_name}` (endpoint `{view.endpoint_name}`): {view.status}**",
         f"- FailureReason: `{view.failure_reason or 'none'}`",
@@ -388,8 +409,10 @@ CHECKS: dict[str, Callable[[CheckContext], CheckResult]] = {
 }
 
 
-def run_checks(view: ExecutionView, schedule: dict) -> dict[str, CheckResult]:
-    """Every check; an AccessDenied (or any AWS error) is a result, never an exception."""
+def run_checks(view: ExecutionView | None, schedule: dict) -> dict[str, CheckResult]:
+    """Every check; an AccessDenied (or any AWS error) is a result, never an exception. None: no run, no checks."""
+    if view is None:
+        return {}
     ctx, results = CheckContext(view, schedule), {}
     for key, check in CHECKS.items():
         try:
@@ -413,6 +436,8 @@ def checks_frame(results: dict[str, CheckResult]) -> pd.DataFrame:
 
 def checks_markdown(results: dict[str, CheckResult]) -> str:
     """One line per check, failures in bold: details are long (S3 prefixes), so not a table."""
+    if not results:
+        return "No checks: no run to diagnose."
     return "\n".join(f"- {'ok' if r.ok else '**FAILED**'}: {r.name}: {r.detail}" for r in results.values())
 
 
@@ -459,7 +484,9 @@ class Diagnosis:
     evidence: str
 
 
-def diagnose(view: ExecutionView, results: dict[str, CheckResult]) -> Diagnosis:
+def diagnose(view: ExecutionView | None, results: dict[str, CheckResult]) -> Diagnosis | None:
+    if view is None:
+        return None
     text = view.failure_text
     for cause in CAUSES:
         if text and re.search(cause.pattern, text, re.IGNORECASE):
@@ -476,7 +503,9 @@ def diagnose(view: ExecutionView, results: dict[str, CheckResult]) -> Diagnosis:
     return Diagnosis(None, f"no usual cause matches `{text or view.status}`; every check passes: read the container log")
 
 
-def diagnosis_markdown(diagnosis: Diagnosis) -> str:
+def diagnosis_markdown(diagnosis: Diagnosis | None) -> str:
+    if diagnosis is None:
+        return "**NOTHING TO DIAGNOSE**: no failed, replay-failed or missing run."
     if diagnosis.cause is None:
         return f"**CAUSE UNKNOWN**: {diagnosis.evidence}."
     return (f"**LIKELY CAUSE: {diagnosis.cause.title}** ({diagnosis.evidence}).\n\n"
@@ -521,7 +550,14 @@ def rerun_request(schedule: dict, hour: datetime, now: datetime | None = None) -
     return service_schema.validate_request("sagemaker", "CreateMonitoringSchedule", request)
 
 
-def rerun_cli(request: dict) -> str:
+def rerun_of(view: ExecutionView | None, schedule: dict) -> dict | None:
+    """The re-run request of the diagnosed run (`rerun_request`); None when there is no run to re-run."""
+    return None if view is None else rerun_request(schedule, view.scheduled)
+
+
+def rerun_cli(request: dict | None) -> str:
+    if request is None:
+        return "No re-run: no failed or missing run to re-run."
     config = request["MonitoringScheduleConfig"]["ScheduleConfig"]
     return (f"aws sagemaker create-monitoring-schedule --monitoring-schedule-name {request['MonitoringScheduleName']} "
             f"--monitoring-schedule-config file://rerun.json   # ScheduleExpression NOW, "
@@ -529,8 +565,10 @@ def rerun_cli(request: dict) -> str:
             "MonitoringJobDefinition copied from describe-monitoring-schedule")
 
 
-def start_rerun(request: dict, *, confirm: bool) -> str:
+def start_rerun(request: dict | None, *, confirm: bool) -> str:
     """Create the one-off schedule (only with `confirm`); returns what happened, for the notebook."""
+    if request is None:
+        return "NOT STARTED: nothing to re-run."
     name = request["MonitoringScheduleName"]
     if not confirm:
         return (f"NOT STARTED: set rerun=True to create the one-off schedule {name} "
