@@ -23,6 +23,18 @@ DEFAULT_MAX_MEAN_DROP = 1.0  # how far below the previous version's baseline mea
 # leave it out, so the monitor's own traffic is never counted as live traffic.
 REPLAY_INFERENCE_PREFIX = "diversity-replay-"
 
+# --- how much of an input the kit reads --------------------------------------------------------
+# Every input is read up to its cap and refused past it with an error naming it (a wrong S3 key on
+# a huge object must fail by name, not grow the process until the kernel kills it). Generous: about
+# 100 times the reference sizes (500 sessions are ~100 KB; 3000 articles ~100 KB; a baseline ~10 KB).
+MiB = 1024 * 1024
+MAX_VALIDATION_SET_BYTES = 256 * MiB
+MAX_CATALOG_BYTES = 256 * MiB
+MAX_JSON_DOCUMENT_BYTES = 16 * MiB  # statistics.json, constraints.json, a past report's files
+# One data-capture line holds a request and a response (each at most InvokeEndpoint's 6 MiB,
+# base64 adds a third) plus its envelope: a longer line is not a capture record.
+MAX_CAPTURE_LINE_BYTES = 32 * MiB
+
 # --- Model Monitor files and the run's report folder ------------------------------------------
 CUSTOM_BLOCK = "diversity_monitor"  # our figures inside statistics.json (the platform allows extra keys)
 STATISTICS_FILE = "statistics.json"

@@ -103,4 +103,4 @@ def run_monitoring(context: MonitoringContext, *, progress: bool = False) -> Run
 
 
 def _write_json(path: Path, document: dict) -> None:
-    storage.write_file_atomically(path, dumps(document))
+    storage.write_file_atomically(path, dumps(document), exclusive=True)  # never over another run's file

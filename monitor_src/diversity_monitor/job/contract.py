@@ -25,7 +25,7 @@ import argparse
 import json
 import os
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 
@@ -52,6 +52,15 @@ ENV_DATASET_FORMAT = "dataset_format"
 ENV_PUBLISH = "publish_cloudwatch_metrics"
 ENV_BASELINE_STATISTICS = "baseline_statistics"
 ENV_BASELINE_CONSTRAINTS = "baseline_constraints"
+
+
+# Time a run needs outside the report notebook (start-up and preflight before it, the HTML and the
+# metrics after it): the report timeout is the job's MaxRuntimeInSeconds less this, so the run
+# fails with its own message before the platform stops it.
+RUN_RESERVE_SECONDS = 120
+DEFAULT_PERIOD_SECONDS = 3600  # without a job config: an hourly schedule's period, MaxRuntime's ceiling
+# Share of the report timeout the replay may use; the rest is the capture pass, the figures, the files.
+REPLAY_BUDGET_SHARE = 0.6
 
 
 class ContractError(ValueError):
@@ -184,9 +193,14 @@ def add_replay_arguments(parser: argparse.ArgumentParser) -> None:
                         metavar="NAME",
                         help="send replay traffic to this production variant (InvokeEndpoint TargetVariant)")
     parser.add_argument("--invoke-timeout", type=number_argument("--invoke-timeout", 0.1, 3600), default=10.0,
-                        metavar="SECONDS", help="per-call timeout (default 10)")
+                        metavar="SECONDS", help="wall-clock deadline of each call, the answer read whole (default 10); "
+                                                "a call past it fails and is retried")
     parser.add_argument("--max-attempts", type=_positive_int("--max-attempts"), default=4, metavar="N",
                         help="attempts per session on throttling, 5xx and timeouts (default 4)")
+    parser.add_argument("--replay-budget", type=number_argument("--replay-budget", 1, 86400), default=None,
+                        metavar="SECONDS", help="longest the whole replay may take; sessions not replayed by then "
+                                                f"count as failed (default for a run: {REPLAY_BUDGET_SHARE:.0%} of "
+                                                "the report timeout; otherwise none)")
 
 
 endpoint_name_argument = _invoke_member("EndpointName", "endpoint name")
@@ -213,8 +227,11 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--output-hour-folder", action="store_true",
                         help="write the reports under <output_path>/yyyy/mm/dd/HH/ of end_time (UTC), Model Monitor's "
                              "layout, for a plain Processing job whose S3Output is <reports>/<endpoint>/<schedule>/")
-    parser.add_argument("--report-timeout", type=number_argument("--report-timeout", 1, 86400), default=1800,
-                        metavar="SECONDS", help="longest a report cell may run before the job fails (default 1800)")
+    parser.add_argument("--report-timeout", type=number_argument("--report-timeout", 1, 86400), default=None,
+                        metavar="SECONDS",
+                        help="longest the report notebook may run before the job fails (default: the job's "
+                             f"StoppingCondition.MaxRuntimeInSeconds less {RUN_RESERVE_SECONDS} s, so it fires before "
+                             f"the platform stops the job; {DEFAULT_PERIOD_SECONDS} s, an hourly period, without one)")
 
 
 @dataclass(frozen=True)
@@ -228,6 +245,7 @@ class ReplaySettings:
     invoke_timeout: float
     max_attempts: int
     processes: int = 1  # --concurrency calls in flight, spread over this many processes
+    budget: float | None = None  # seconds the whole replay may take (None: no limit)
 
 
 @dataclass(frozen=True)
@@ -373,6 +391,13 @@ def load_context(arguments: list[str], env: Mapping[str, str] | None = None) -> 
             "(set BaselineConfig.ConstraintsResource, or drop the baseline)"
         )
     source = env.get(ENV_DATASET_SOURCE)
+    report_timeout = _report_timeout(args.report_timeout)
+    replay = replay_settings(args)
+    if replay.budget is None:
+        replay = replace(replay, budget=round(report_timeout * REPLAY_BUDGET_SHARE, 3))
+    elif replay.budget >= report_timeout:
+        raise ContractError(f"ContainerArguments: --replay-budget {replay.budget:g} is not below the report timeout "
+                            f"({report_timeout:g} s): the replay must end while the report can still be written")
     return MonitoringContext(
         endpoint_name=endpoint,
         schedule_name=schedule,
@@ -388,12 +413,47 @@ def load_context(arguments: list[str], env: Mapping[str, str] | None = None) -> 
         baseline_constraints=constraints,
         min_diversity=args.min_diversity,
         min_success_rate=args.min_success_rate,
-        report_timeout=args.report_timeout,
-        replay=replay_settings(args),
+        report_timeout=report_timeout,
+        replay=replay,
         output_hour_folder=args.output_hour_folder,
         platform_environment={name: env[name] for name in PLATFORM_ENV if env.get(name) is not None},
         container_arguments=tuple(arguments),
     )
+
+
+def job_max_runtime() -> float | None:
+    """StoppingCondition.MaxRuntimeInSeconds from /opt/ml/config/processingjobconfig.json, if the job has one."""
+    path = container_paths.resolve(container_paths.PROCESSING_JOB_CONFIG)
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as error:
+        raise ContractError(f"{container_paths.PROCESSING_JOB_CONFIG} cannot be read: {error}") from None
+    value = (config.get("StoppingCondition") or {}).get("MaxRuntimeInSeconds") if isinstance(config, dict) else None
+    if value is None:
+        return None
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or value <= 0:
+        raise ContractError(f"{container_paths.PROCESSING_JOB_CONFIG}: StoppingCondition.MaxRuntimeInSeconds "
+                            f"must be a positive number, got {value!r}")
+    return float(value)
+
+
+def _report_timeout(given: float | None) -> float:
+    """The report's timeout: given, or derived from the job's MaxRuntimeInSeconds so it fires first."""
+    max_runtime = job_max_runtime()
+    ceiling = (max_runtime if max_runtime is not None else DEFAULT_PERIOD_SECONDS) - RUN_RESERVE_SECONDS
+    if given is None:
+        if ceiling < 60:
+            raise ContractError(f"StoppingCondition.MaxRuntimeInSeconds {max_runtime:g} leaves under a minute for "
+                                f"the report after {RUN_RESERVE_SECONDS} s for start-up and publishing")
+        return float(ceiling)
+    if max_runtime is not None and given > ceiling:
+        raise ContractError(
+            f"ContainerArguments: --report-timeout {given:g} cannot fire before the platform stops the job "
+            f"(StoppingCondition.MaxRuntimeInSeconds {max_runtime:g} less {RUN_RESERVE_SECONDS} s for start-up and "
+            f"publishing is {ceiling:g}); lower it or drop it to use that")
+    return given
 
 
 def replay_settings(args: argparse.Namespace) -> ReplaySettings:
@@ -412,6 +472,7 @@ def replay_settings(args: argparse.Namespace) -> ReplaySettings:
         invoke_timeout=args.invoke_timeout,
         max_attempts=args.max_attempts,
         processes=args.replay_processes,
+        budget=args.replay_budget,
     )
 
 
