@@ -11,6 +11,7 @@ from datetime import datetime, timezone
 
 # --- what the monitor measures ----------------------------------------------------------------
 DEFAULT_TOP_K = 10  # list length that counts (`--top-k`)
+MAX_TOP_K = 1000  # the longest top list any command measures (a histogram has k + 1 slots)
 DEFAULT_MIN_DIVERSITY = 4.0  # the floor: mean categories per top-k (`--min-diversity`, the alarm's threshold)
 DEFAULT_MIN_SUCCESS_RATE = 0.95  # replayed share below which diversity is not published (`--min-success-rate`)
 # Baselines (`baseline --mean-tolerance / --slot-margin`, notebook 02) and the deploy gate (`baseline-gate`).

@@ -30,11 +30,13 @@ from datetime import datetime
 from pathlib import Path
 
 from diversity_monitor.aws import container_paths, service_schema
+from diversity_monitor.cli import number_option, whole_option
 from diversity_monitor.clock import parse_instant
 from diversity_monitor.conventions import (
     DEFAULT_MIN_DIVERSITY,
     DEFAULT_MIN_SUCCESS_RATE,
     DEFAULT_TOP_K,
+    MAX_TOP_K,
     METRICS_NAMESPACE,
     hour_path,
 )
@@ -61,6 +63,10 @@ RUN_RESERVE_SECONDS = 120
 DEFAULT_PERIOD_SECONDS = 3600  # without a job config: an hourly schedule's period, MaxRuntime's ceiling
 # Share of the report timeout the replay may use; the rest is the capture pass, the figures, the files.
 REPLAY_BUDGET_SHARE = 0.6
+# Ceilings of the replay's knobs: far above any use, low enough that a typo fails by name.
+MAX_CONCURRENCY = 1024  # calls in flight (threads, connections)
+MAX_REPLAY_PROCESSES = 64
+MAX_ATTEMPTS = 20
 
 
 class ContractError(ValueError):
@@ -101,31 +107,11 @@ def _check_argument_combinations(args: argparse.Namespace) -> None:
         )
 
 
-def _positive_int(name: str):
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{name} must be a whole number, got {text!r}") from None
-        if value < 1:
-            raise argparse.ArgumentTypeError(f"{name} must be at least 1, got {value}")
-        return value
-
-    return parse
+def _positive_int(name: str, high: int | None = None):
+    return whole_option(name, 1, high)
 
 
-def number_argument(name: str, low: float, high: float):
-    """argparse type: a number in [low, high], or an error naming the argument."""
-    def parse(text: str) -> float:
-        try:
-            value = float(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{name} must be a number, got {text!r}") from None
-        if not low <= value <= high:
-            raise argparse.ArgumentTypeError(f"{name} must be between {low:g} and {high:g}, got {value:g}")
-        return value
-
-    return parse
+number_argument = number_option  # argparse type: a number in [low, high], or an error naming the argument
 
 
 def _response_path(text: str) -> str:
@@ -180,13 +166,13 @@ def add_replay_arguments(parser: argparse.ArgumentParser) -> None:
                         help="held-out sessions, JSON Lines (s3://... or a local path)")
     parser.add_argument("--catalog", required=True, metavar="URI",
                         help="article catalog: CSV (article_id,category,...) or JSON Lines")
-    parser.add_argument("--top-k", type=_positive_int("--top-k"), default=DEFAULT_TOP_K, metavar="K",
+    parser.add_argument("--top-k", type=_positive_int("--top-k", MAX_TOP_K), default=DEFAULT_TOP_K, metavar="K",
                         help="how many ranked articles count as the top list (default 10)")
     parser.add_argument("--response-path", type=_response_path, default=DEFAULT_RESPONSE_PATH, metavar="EXPR",
                         help=f"where the ranked article ids sit in the response (default {DEFAULT_RESPONSE_PATH})")
-    parser.add_argument("--concurrency", type=_positive_int("--concurrency"), default=16, metavar="N",
+    parser.add_argument("--concurrency", type=_positive_int("--concurrency", MAX_CONCURRENCY), default=16, metavar="N",
                         help="replay calls in flight at once (default 16)")
-    parser.add_argument("--replay-processes", type=_positive_int("--replay-processes"), default=1, metavar="N",
+    parser.add_argument("--replay-processes", type=_positive_int("--replay-processes", MAX_REPLAY_PROCESSES), default=1, metavar="N",
                         help="processes the calls in flight are spread over (default 1); botocore spends about "
                              "2 ms of CPU per call, so one process cannot replay faster than ~500 calls/s")
     parser.add_argument("--target-variant", type=_invoke_member("TargetVariant", "--target-variant"), default=None,
@@ -195,7 +181,7 @@ def add_replay_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--invoke-timeout", type=number_argument("--invoke-timeout", 0.1, 3600), default=10.0,
                         metavar="SECONDS", help="wall-clock deadline of each call, the answer read whole (default 10); "
                                                 "a call past it fails and is retried")
-    parser.add_argument("--max-attempts", type=_positive_int("--max-attempts"), default=4, metavar="N",
+    parser.add_argument("--max-attempts", type=_positive_int("--max-attempts", MAX_ATTEMPTS), default=4, metavar="N",
                         help="attempts per session on throttling, 5xx and timeouts (default 4)")
     parser.add_argument("--replay-budget", type=number_argument("--replay-budget", 1, 86400), default=None,
                         metavar="SECONDS", help="longest the whole replay may take; sessions not replayed by then "

@@ -28,6 +28,7 @@ import urllib.request
 from collections.abc import Mapping
 from pathlib import Path
 
+from diversity_monitor.cli import whole_option
 from diversity_monitor.local.platform import (
     DEFAULT_PORT,
     DEFAULT_REGION,
@@ -48,7 +49,7 @@ def register(parser: argparse.ArgumentParser) -> None:
 
     up = commands.add_parser("up", help="start the stack (foreground, or --detach)")
     _state_dir_argument(up)
-    up.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"gateway port on 127.0.0.1 (default {DEFAULT_PORT})")
+    up.add_argument("--port", type=whole_option("--port", 1, 65535), default=DEFAULT_PORT, help=f"gateway port on 127.0.0.1 (default {DEFAULT_PORT})")
     up.add_argument("--region", default=DEFAULT_REGION, help=f"region in ARNs and clients (default {DEFAULT_REGION})")
     up.add_argument(
         "--simulated-clock", metavar="INSTANT", default=None,
