@@ -185,7 +185,7 @@ def add_replay_arguments(parser: argparse.ArgumentParser) -> None:
                         help="attempts per session on throttling, 5xx and timeouts (default 4)")
     parser.add_argument("--replay-budget", type=number_argument("--replay-budget", 1, 86400), default=None,
                         metavar="SECONDS", help="longest the whole replay may take; sessions not replayed by then "
-                                                f"count as failed (default for a run: {REPLAY_BUDGET_SHARE:.0%} of "
+                                                f"count as failed (default for a run: {REPLAY_BUDGET_SHARE * 100:.0f}%% of "
                                                 "the report timeout; otherwise none)")
 
 
