@@ -398,4 +398,69 @@ def test_the_local_stand_in_stops_a_container_with_sigint_then_sigkill():
     assert child.returncode == 7  # it got SIGINT first and could say so
 
 
+# --- 10. the no-data loop -----------------------------------------------------------------------------
+
+def test_the_kits_schedules_analyse_more_than_their_period_and_judge_live_traffic_over_one():
+    from datetime import datetime, timedelta, timezone
+
+    from diversity_monitor.aws.schedule_expression import analysis_window
+    from diversity_monitor.job.analysis import live_start
+    from diversity_monitor.setup.schedule import MonitorSpec, schedule_request
+
+    spec = MonitorSpec("recs", "recs-hourly", MONITOR_IMAGE, "arn:aws:iam::123456789012:role/r", "s3://b/v.jsonl",
+                       "s3://b/c.csv", "s3://b/reports")
+    config = schedule_request(spec)["MonitoringScheduleConfig"]
+    scheduled = datetime(2027, 10, 31, 9, tzinfo=timezone.utc)
+    window = analysis_window(config["ScheduleConfig"], scheduled)
+    assert (window.start, window.end) == (scheduled - timedelta(hours=3), scheduled)
+    arguments = config["MonitoringJobDefinition"]["MonitoringAppSpecification"]["ContainerArguments"]
+    assert arguments[arguments.index("--live-window") + 1] == "3600"
+    context = contract.load_context(["--validation-set", "v", "--catalog", "c", "--live-window", "3600"],
+                                    {"sagemaker_endpoint_name": "recs", "start_time": "2027-10-31T06:00:00Z",
+                                     "end_time": "2027-10-31T09:00:00Z"})
+    assert live_start(context) == datetime(2027, 10, 31, 8, tzinfo=timezone.utc)  # live figures: the last hour
+    daily = MonitorSpec(**{**spec.__dict__, "schedule_expression": "cron(0 5 ? * * *)"})
+    assert "DataAnalysisStartTime" not in schedule_request(daily)["MonitoringScheduleConfig"]["ScheduleConfig"]
+
+
+def _capture_line(inference_id: str, hour: int) -> str:
+    return json.dumps({"captureData": {}, "eventMetadata": {"eventId": "e", "inferenceId": inference_id,
+                                                            "inferenceTime": f"2027-10-31T{hour:02d}:10:00Z"},
+                       "eventVersion": "0"})
+
+
+@pytest.mark.parametrize("traffic, kind", [("replay", "quiet"), ("live", "lost-capture")])
+def test_the_failed_run_runbook_tells_a_quiet_endpoint_from_one_that_lost_its_capture(tmp_path, traffic, kind):
+    from datetime import datetime, timezone
+
+    from diversity_monitor.oncall import failed_run
+
+    root = tmp_path / "capture/recs/AllTraffic"
+    for hour in (2, 3, 4):  # capture until 05:00, then nothing (the failed run's window is 06:00-09:00)
+        folder = root / f"2027/10/31/{hour:02d}"
+        folder.mkdir(parents=True)
+        ids = ["diversity-replay-20271031T0400-s1"] + (["user-request-1"] if traffic == "live" else [])
+        (folder / "10-00-000-a.jsonl").write_text("\n".join(_capture_line(i, hour) for i in ids) + "\n")
+    end = datetime(2027, 10, 31, 9, tzinfo=timezone.utc)
+    history = failed_run.capture_history([str(root)], end)
+    assert [files for _, files, _, _ in history.hours] == [1, 1, 1]
+    verdict, advice = failed_run.no_data_verdict(history, True, end)
+    assert verdict == kind
+    if kind == "quiet":
+        assert "Restart the loop with one replay" in advice and "diversity-monitor replay" in advice
+    else:
+        assert "live users' requests were captured until 2027-10-31T04:00:00Z" in advice
+    assert failed_run.no_data_verdict(history, False, end)[0] == "capture-off"
+
+
+def test_the_failed_run_runbook_no_longer_calls_a_no_data_hour_harmless():
+    from diversity_monitor.oncall import failed_run
+
+    cause = failed_run.CAUSES_BY_KEY["no_data"]
+    assert "harmless" not in cause.fix.lower().replace("not harmless", "")
+    assert "no replay runs" in cause.fix
+    stopped = next(c for c in failed_run.CAUSES if c.key == "stopped")
+    assert failed_run.re.search(stopped.pattern, "Failed: stopped by SIGINT during report notebook (replay)")
+
+
 _ = (BUCKET,)  # the bucket the stack_env fixture stages the inputs in

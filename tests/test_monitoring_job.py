@@ -293,13 +293,14 @@ def test_report_timeout_fails_the_run_and_keeps_the_partial_notebook(stack_env, 
     slow = RuntimeServer(free_port(), latency_ms=1500).start()
     try:
         monkeypatch.setenv("AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME", slow.url)
+        # The replay budget (60% of the report's timeout) cuts the replay short; the report still overruns.
         args = ARGS[:-2] + ["--concurrency", "2", "--report-timeout", "3"]
         run = run_monitor_container(tmp_path / "job", model_monitor_env("healthy-recs"), args)
     finally:
         slow.stop()
     assert run.returncode == 1
-    assert run.message.startswith("Failed: report notebook failed (papermill exit 1)")
-    assert "Timeout" in run.message or "timed out" in run.message
+    assert run.message.startswith("Failed: report notebook "), run.message
+    assert "CellTimeoutError" in run.message, run.message
     assert (run.output / "report.ipynb").exists() and (run.output / "report.html").exists()
     assert not run.metric_lines
     assert_no_invalid_call(run.audit)
@@ -309,8 +310,9 @@ def test_a_failing_report_cell_fails_the_run_and_keeps_the_partial_notebook(stac
     # A broken image setting makes the histogram cell raise after the replay has been measured.
     run = run_monitor_container(tmp_path / "job", model_monitor_env("healthy-recs", MPLBACKEND="no_such_backend"), ARGS)
     assert run.returncode == 1, run.log
-    assert run.message.startswith("Failed: report notebook failed (papermill exit 1): ")
-    assert "no_such_backend" in run.message, run.message
+    assert run.message.startswith("Failed: report notebook "), run.message
+    assert run.message.endswith("(papermill exit 1); the partial report.ipynb and the job log say more"), run.message
+    assert "no_such_backend" in run.log and "no_such_backend" not in run.message  # the error's words: the log's
     assert (run.output / "report.ipynb").exists() and (run.output / "report.html").exists()
     assert not run.metric_lines
     assert_no_invalid_call(run.audit)
@@ -331,8 +333,8 @@ def test_a_dead_kernel_fails_the_run(stack_env, tmp_path):
     run = run_monitor_container(tmp_path / "job", model_monitor_env("healthy-recs", IPYTHONDIR=str(tmp_path / "ipython")),
                                 ARGS)
     assert run.returncode == 1, run.log
-    assert run.message == "Failed: report notebook's kernel died (papermill exit 138): " \
-                          "nbclient.exceptions.DeadKernelError: Kernel died"
+    assert run.message == "Failed: report notebook (replay): DeadKernelError (papermill exit 138); " \
+                          "the partial report.ipynb and the job log say more"
     assert (run.output / "report.ipynb").exists()
     assert not (run.output / "statistics.json").exists() and not run.metric_lines
     assert_no_invalid_call(run.audit)
@@ -344,8 +346,9 @@ def test_put_metric_data_failure_is_a_named_failure(stack_env, tmp_path, runtime
     run = run_monitor_container(tmp_path / "job", env, ARGS + ["--put-metric-data"])
     assert run.returncode == 1, run.log
     assert run.message.startswith(
-        "Failed: publishing metrics: PutMetricData to aws/sagemaker/Endpoints/data-metrics (request 1 of 1) failed: "
-        "AccessDeniedException"), run.message
+        "Failed: publishing metrics: MetricsError: PutMetricData to aws/sagemaker/Endpoints/data-metrics "
+        "(request 1 of 1) failed: AccessDeniedException"), run.message
+    assert "arn:aws" not in run.message and "arn:aws:sts::123456789012" in run.log  # the ARN: the log's
     assert REPORT_FILES <= {p.name for p in run.output.iterdir()}  # the report is kept for the on-call
     assert_every_call_valid(run.audit, {"PutMetricData"})
 
@@ -458,7 +461,8 @@ def test_bad_input_fails_the_run_with_a_named_error(stack_env, tmp_path, setup, 
     run = run_monitor_container(job, model_monitor_env("healthy-recs", **env_overrides), args + arguments)
     assert run.returncode == 1, run.log
     assert run.message.startswith("Failed: bad input: "), run.message
-    assert expected in run.message, run.message
+    assert expected in run.log, run.log  # the whole error in the job log...
+    assert "s3://" not in run.message  # ...the message names the stage and class, no URI
     assert len(run.message.encode()) <= 1024
     assert "Traceback" not in run.log
     assert not (run.output / "statistics.json").exists()
@@ -596,7 +600,7 @@ def test_an_unforeseen_error_still_ends_as_a_message(tmp_path, monkeypatch, caps
                               {"sagemaker_endpoint_name": "healthy-recs", "output_path": str(tmp_path / "out")})
     assert code == 1
     message = (tmp_path / "output/message").read_bytes()
-    assert len(message) <= 1024 and message.decode("utf-8").startswith("Failed: LookupError: ééé")
+    assert len(message) <= 1024 and message.decode("utf-8") == "Failed: bad input: LookupError (details in the job log)"
     assert "Traceback" in capsys.readouterr().err
 
 

@@ -152,6 +152,14 @@ def dashboard_name(endpoint: str) -> str:
     return f"{endpoint}-diversity"
 
 
+# --- the no-data loop -------------------------------------------------------------------------
+# An hour without captured data fails before any container starts ("Job inputs had no data"),
+# so no replay runs, so the next hour holds no replay traffic either: a quiet endpoint would stay
+# unmonitored by itself (platform-facts.md). The kit's schedules analyse this many hours beyond
+# their period (DataAnalysisStartTime), so any run's replay traffic in that span keeps the next
+# run alive; the live-traffic pass still judges one period (`--live-window`).
+ANALYSIS_WINDOW_EXTRA_HOURS = 2
+
 # --- what the platform says -------------------------------------------------------------------
 # An execution's FailureReason when the window has no captured data: no container starts.
 NO_CAPTURE_FAILURE = "Job inputs had no data"

@@ -213,6 +213,11 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--output-hour-folder", action="store_true",
                         help="write the reports under <output_path>/yyyy/mm/dd/HH/ of end_time (UTC), Model Monitor's "
                              "layout, for a plain Processing job whose S3Output is <reports>/<endpoint>/<schedule>/")
+    parser.add_argument("--live-window", type=number_argument("--live-window", 60, 86400), default=None,
+                        metavar="SECONDS",
+                        help="the live-traffic pass judges the last SECONDS of the analysis window (default: all of "
+                             "it); the kit's schedules analyse a wider window than their period, so no quiet hour "
+                             "stops the monitor, and pass their period here")
     parser.add_argument("--report-timeout", type=number_argument("--report-timeout", 1, 86400), default=None,
                         metavar="SECONDS",
                         help="longest the report notebook may run before the job fails (default: the job's "
@@ -253,6 +258,7 @@ class MonitoringContext:
     report_timeout: float
     replay: ReplaySettings
     output_hour_folder: bool = False
+    live_window: float | None = None  # seconds at the end of the analysis window the live pass judges
     # The record of what this run was given: the documented platform variables as set, and the
     # ContainerArguments. Nothing else from the environment (see the module doc).
     platform_environment: dict[str, str] = field(default_factory=dict)
@@ -402,6 +408,7 @@ def load_context(arguments: list[str], env: Mapping[str, str] | None = None) -> 
         report_timeout=report_timeout,
         replay=replay,
         output_hour_folder=args.output_hour_folder,
+        live_window=args.live_window,
         platform_environment={name: env[name] for name in PLATFORM_ENV if env.get(name) is not None},
         container_arguments=tuple(arguments),
     )
