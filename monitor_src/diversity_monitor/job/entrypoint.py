@@ -142,7 +142,7 @@ def run_job(arguments: list[str], env=None, *, as_container: bool = False) -> in
 def _stopped(stop: Stopped) -> int:
     """Take down every process the run started, then say so; nothing is written after this."""
     report.kill_descendants()
-    stage = _Progress.stage
+    stage = {STAGE_INPUTS: "the input checks"}.get(_Progress.stage, _Progress.stage)
     if stage == STAGE_REPORT and _Progress.folder is not None:
         stage = report.running_step(_Progress.folder)
     print(f"stopped by {stop.signal_name} during {stage}; every process the run started was killed", file=sys.stderr)
