@@ -314,7 +314,7 @@ def _launch(job_root: Path, env: dict[str, str], arguments: list[str]) -> subpro
                          log_path=log)
 
 
-def _stop_and_check(process: subprocess.Popen, job_root: Path, sig: signal.Signals) -> str:
+def _stop_and_check(process: subprocess.Popen, job_root: Path, sig: signal.Signals, *, measured: bool = False) -> str:
     tree = [psutil.Process(process.pid), *psutil.Process(process.pid).children(recursive=True)]
     assert len(tree) >= 3, tree  # dumb-init, the entrypoint, papermill (and its kernel)
     os.killpg(process.pid, sig)  # what the platform does to the container (dumb-init forwards it)
@@ -327,7 +327,8 @@ def _stop_and_check(process: subprocess.Popen, job_root: Path, sig: signal.Signa
     written = {path: path.stat().st_mtime_ns for path in output.rglob("*")}
     time.sleep(2)  # nothing is written afterwards
     assert {path: path.stat().st_mtime_ns for path in output.rglob("*")} == written
-    assert not (output / "statistics.json").exists()
+    assert (output / "statistics.json").exists() == measured  # written before the stop, or not at all
+    assert not (output / "report.html").exists()  # nothing that looks like a finished report
     return (job_root / "output/message").read_text()
 
 
@@ -362,6 +363,30 @@ def test_sigint_during_the_report_stops_every_process_and_says_so(stack_env, tmp
     finally:
         report.kill_tree(process.pid)
     assert message.startswith("Failed: stopped by SIGINT during report notebook"), message
+
+
+def test_sigterm_during_a_later_report_cell_stops_every_process_and_says_so(stack_env, tmp_path):
+    # A test-only IPython startup file holds the slot-collapse cell (after the replay and the
+    # measurement) for a minute and says so in a file: the stop lands inside that cell.
+    startup = tmp_path / "ipython/profile_default/startup"
+    startup.mkdir(parents=True)
+    marker = tmp_path / "in-the-cell"
+    (startup / "00-hold.py").write_text(
+        "import time\n"
+        "def _hold(info):\n"
+        "    if 'slot_collapse_figure(' in (info.raw_cell or ''):\n"
+        f"        open({str(marker)!r}, 'w').close()\n"
+        "        time.sleep(60)\n"
+        "get_ipython().events.register('pre_run_cell', _hold)\n"
+    )
+    job = tmp_path / "job"
+    process = _launch(job, model_monitor_env("healthy-recs", IPYTHONDIR=str(tmp_path / "ipython")), ARGS)
+    try:
+        _wait_for(marker.exists, 180, "the slot-collapse cell")
+        message = _stop_and_check(process, job, signal.SIGTERM, measured=True)
+    finally:
+        report.kill_tree(process.pid)
+    assert message.startswith("Failed: stopped by SIGTERM during report notebook (cell "), message
 
 
 def test_an_emoji_path_reaches_the_report_kernel_intact(stack_env, tmp_path):

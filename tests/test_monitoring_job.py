@@ -288,22 +288,43 @@ def stack_env_vars() -> dict[str, str]:
 
 # --- runs that fail -----------------------------------------------------------------------------
 
-def test_report_timeout_fails_the_run_and_keeps_the_partial_notebook(stack_env, tmp_path, monkeypatch):
-    # Slow endpoint: 40 sessions x 1.5 s / 2 in flight = 30 s, far past a 3 s cell timeout.
-    slow = RuntimeServer(free_port(), latency_ms=1500).start()
-    try:
-        monkeypatch.setenv("AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME", slow.url)
-        # The replay budget (60% of the report's timeout) cuts the replay short; the report still overruns.
-        args = ARGS[:-2] + ["--concurrency", "2", "--report-timeout", "3"]
-        run = run_monitor_container(tmp_path / "job", model_monitor_env("healthy-recs"), args)
-    finally:
-        slow.stop()
+def test_report_timeout_fails_the_run_and_keeps_the_partial_notebook(stack_env, tmp_path):
+    # A test-only IPython startup file hangs the slot-collapse cell, past a 5 s report timeout.
+    startup = tmp_path / "ipython/profile_default/startup"
+    startup.mkdir(parents=True)
+    (startup / "00-hang.py").write_text(
+        "import time\n"
+        "def _hang(info):\n"
+        "    if 'slot_collapse_figure(' in (info.raw_cell or ''):\n"
+        "        time.sleep(120)\n"
+        "get_ipython().events.register('pre_run_cell', _hang)\n"
+    )
+    env = model_monitor_env("healthy-recs", IPYTHONDIR=str(tmp_path / "ipython"))
+    run = run_monitor_container(tmp_path / "job", env, ARGS + ["--report-timeout", "5"])
     assert run.returncode == 1
-    assert run.message.startswith("Failed: report notebook "), run.message
+    assert run.message.startswith("Failed: report notebook ("), run.message
     assert "CellTimeoutError" in run.message, run.message
     assert (run.output / "report.ipynb").exists() and (run.output / "report.html").exists()
     assert not run.metric_lines
     assert_no_invalid_call(run.audit)
+
+
+def test_a_slow_endpoint_spends_the_replay_budget_and_the_run_reports_it(stack_env, tmp_path, monkeypatch):
+    # Issue 14: a slow replay used to die on the report timeout; its budget (60% of the report timeout)
+    # now ends it, and the run completes reporting the sessions it could not replay.
+    slow = RuntimeServer(free_port(), latency_ms=3000).start()
+    try:
+        monkeypatch.setenv("AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME", slow.url)
+        args = ARGS[:-2] + ["--concurrency", "2", "--report-timeout", "40"]  # 40 x 3 s / 2 = 60 s > 24 s
+        run = run_monitor_container(tmp_path / "job", model_monitor_env("healthy-recs"), args)
+    finally:
+        slow.stop()
+    assert run.returncode == 0, run.log
+    assert run.message == "CompletedWithViolations: Job completed successfully with 1 violations."
+    custom = run.json("statistics.json")["diversity_monitor"]
+    assert 0 < custom["sessions_succeeded"] < 40 and "ReplayBudgetSpent" in custom["replay_errors"], custom
+    (violation,) = run.json("constraint_violations.json")["violations"]
+    assert violation["constraint_check_type"] == "completeness_check"
 
 
 def test_a_failing_report_cell_fails_the_run_and_keeps_the_partial_notebook(stack_env, tmp_path):

@@ -203,9 +203,9 @@ def _report_failure(error: ReportFailed, folder: Path) -> str:
     exit_code = re.search(r"papermill exit (\d+)", text)
     reason = text.split("): ", 1)[1] if "): " in text else ""
     name = report.error_class(reason) if reason else ("CellTimeoutError" if "CellTimeoutError" in text else "ReportFailed")
-    step = report.running_step(folder).removeprefix(STAGE_REPORT).strip() or "(the run's end)"
+    stage = report.running_step(folder)  # "report notebook (replay)", "report notebook (cell 5)"...
     suffix = f" (papermill exit {exit_code.group(1)})" if exit_code else " (papermill and its kernel were killed)"
-    return f"{STAGE_REPORT} {step}: {name}{suffix}; the partial report.ipynb and the job log say more"
+    return f"{stage}: {name}{suffix}; the partial report.ipynb and the job log say more"
 
 
 def _render_partial(folder: Path, context) -> None:

@@ -40,6 +40,10 @@ from diversity_monitor.conventions import (
 from diversity_monitor.job.contract import MonitoringContext
 
 PAPERMILL_DEAD_KERNEL = 138  # papermill's own exit code for nbclient's DeadKernelError
+# Beyond the report timeout (papermill's cell timeout) before papermill itself is killed: time to
+# interrupt the cell and save the partial notebook. Inside contract.RUN_RESERVE_SECONDS, so the
+# kill still comes before the platform's MaxRuntimeInSeconds.
+PAPERMILL_SAVE_GRACE_SECONDS = 30
 # What a report cell is doing, for a stopped run's message: the first cell source that holds a key
 # names the step (the report notebook's replay cell calls run_monitoring).
 REPORT_STEPS = {"run_monitoring(": "replay"}
@@ -168,10 +172,10 @@ def execute_report(context: MonitoringContext, folder: Path) -> None:
     command = [sys.executable, "-m", "diversity_monitor.job.report", str(report_notebook()), str(in_progress),
                str(parameters), str(folder), str(int(context.report_timeout))]
     try:
-        completed = run_in_own_session(command, timeout=context.report_timeout)
+        completed = run_in_own_session(command, timeout=context.report_timeout + PAPERMILL_SAVE_GRACE_SECONDS)
     except subprocess.TimeoutExpired as error:
         _keep_notebook(in_progress, folder)
-        raise ReportFailed(f"report notebook did not finish within its {context.report_timeout:.0f} s timeout "
+        raise ReportFailed(f"report notebook did not finish within {context.report_timeout + PAPERMILL_SAVE_GRACE_SECONDS:.0f} s "
                            "(CellTimeoutError); papermill and its kernel were killed") from error
     except BaseException:
         _keep_notebook(in_progress, folder)
@@ -209,13 +213,20 @@ def running_step(folder: Path) -> str:
     else:
         return "report notebook"
     code_cells = [cell for cell in notebook.cells if cell.cell_type == "code"]
-    for number, cell in enumerate(code_cells, start=1):
-        if cell.get("metadata", {}).get("papermill", {}).get("status") == "running":
-            step = next((name for key, name in REPORT_STEPS.items() if key in cell.source), f"cell {number}")
-            return f"report notebook ({step})"
-    return "report notebook (kernel start-up)" if not any(
-        cell.get("metadata", {}).get("papermill", {}).get("status") == "completed" for cell in code_cells) \
-        else "report notebook"
+
+    def papermill(cell) -> dict:
+        return cell.get("metadata", {}).get("papermill", {})
+
+    # The cell papermill saw running or failing; after a dead kernel it marks every cell completed,
+    # so then the last one that started.
+    current = [n for n, cell in enumerate(code_cells) if papermill(cell).get("status") in ("running", "failed")]
+    started = [n for n, cell in enumerate(code_cells) if papermill(cell).get("start_time")]
+    index = current[-1] if current else (started[-1] if started else None)
+    if index is None:
+        return "report notebook (kernel start-up)"
+    cell = code_cells[index]
+    step = next((name for key, name in REPORT_STEPS.items() if key in cell.source), f"cell {index + 1}")
+    return f"report notebook ({step})"
 
 
 def _papermill_reason(stderr: str) -> str:
