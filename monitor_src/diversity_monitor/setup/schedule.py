@@ -73,8 +73,8 @@ class MonitorSpec:
     def container_arguments(self) -> list[str]:
         live = live_window_seconds(self.schedule_expression)
         return ["--validation-set", self.validation_set, "--catalog", self.catalog,
-                "--min-diversity", f"{self.min_diversity:g}", "--top-k", str(self.top_k),
-                *(["--live-window", str(live)] if live else []), *self.extra_arguments]
+                *(["--live-window", str(live)] if live else []),
+                "--min-diversity", f"{self.min_diversity:g}", "--top-k", str(self.top_k), *self.extra_arguments]
 
 
 def analysis_window_config(expression: str) -> dict:
