@@ -317,12 +317,14 @@ def _launch(job_root: Path, env: dict[str, str], arguments: list[str]) -> subpro
 def _stop_and_check(process: subprocess.Popen, job_root: Path, sig: signal.Signals, *, measured: bool = False) -> str:
     tree = [psutil.Process(process.pid), *psutil.Process(process.pid).children(recursive=True)]
     assert len(tree) >= 3, tree  # dumb-init, the entrypoint, papermill (and its kernel)
+    stopped_at = time.monotonic()
     os.killpg(process.pid, sig)  # what the platform does to the container (dumb-init forwards it)
     process.wait(timeout=STOP_WITHIN)
-    deadline = time.monotonic() + STOP_WITHIN
+    deadline = stopped_at + STOP_WITHIN
     while _job_processes(job_root) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not _job_processes(job_root), [p.cmdline() for p in _job_processes(job_root)]
+    print(f"{sig.name}: every process of the job gone {time.monotonic() - stopped_at:.2f} s after the signal")
     output = job_root / "processing/output"
     written = {path: path.stat().st_mtime_ns for path in output.rglob("*")}
     time.sleep(2)  # nothing is written afterwards

@@ -132,9 +132,12 @@ def _kill_processes(roots: list[psutil.Process], groups: tuple[int, ...] = (),
                 process.kill()
             except psutil.NoSuchProcess:
                 pass
-        psutil.wait_procs(alive, timeout=2)
+        # Gone, or a zombie (dead, waiting for its parent): psutil.wait_procs would wait out the
+        # timeout on zombies whose parent is not this process.
+        settle = time.monotonic() + 2
+        while any(_alive(process) for process in alive) and time.monotonic() < settle:
+            time.sleep(0.02)
         roots = [process for process in roots if _alive(process)]
-        time.sleep(0.05)
 
 
 def _alive(process: psutil.Process) -> bool:
