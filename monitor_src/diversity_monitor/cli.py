@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import math
 import sys
 from importlib.metadata import PackageNotFoundError, version
 
@@ -59,6 +60,40 @@ def describe_subcommands(parser: argparse.ArgumentParser) -> None:
                 if subparser.description is None and helps.get(name):
                     subparser.description = helps[name]
                 describe_subcommands(subparser)
+
+# --- numeric options: every one range-checked, by one pair of argparse types --------------------
+# A value out of range is a usage error naming the option (exit 2), never a MemoryError or a
+# traceback further down (`capture-stats --k 1000000000` once allocated a billion-slot histogram).
+
+def whole_option(name: str, low: int = 1, high: int | None = None):
+    """argparse type: a whole number in [low, high] (no upper bound when `high` is None)."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{name} must be a whole number, got {text!r}") from None
+        if value < low or (high is not None and value > high):
+            raise argparse.ArgumentTypeError(f"{name} must be between {low} and {high}, got {value}" if high is not None
+                                             else f"{name} must be at least {low}, got {value}")
+        return value
+
+    return parse
+
+
+def number_option(name: str, low: float, high: float):
+    """argparse type: a finite number in [low, high]."""
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{name} must be a number, got {text!r}") from None
+        if not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f"{name} must be a finite number, got {text!r}")
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"{name} must be between {low:g} and {high:g}, got {value:g}")
+        return value
+
+    return parse
 
 
 def build_parser(argv: list[str]) -> argparse.ArgumentParser:

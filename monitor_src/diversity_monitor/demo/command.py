@@ -27,6 +27,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from diversity_monitor import storage
+from diversity_monitor.cli import whole_option
 from diversity_monitor.conventions import DEFAULT_MIN_DIVERSITY
 from diversity_monitor.demo.scenario import ENDPOINT, REPORTS_URI, SCHEDULE, IncidentScenario, ScenarioPlan
 from diversity_monitor.job import report_views as report
@@ -156,8 +157,8 @@ def run_with_progress(scenario: IncidentScenario, bar: bool, until_page: bool = 
 def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--output", type=Path, default=None,
                         help="an empty or new folder for reports and the timeline (default: demo-output/run-<time>/)")
-    parser.add_argument("--sessions", type=int, default=500, help="validation sessions replayed each hour")
-    parser.add_argument("--live-requests", type=int, default=120, help="live requests per simulated hour")
+    parser.add_argument("--sessions", type=whole_option("--sessions", 1, 100_000), default=500, help="validation sessions replayed each hour")
+    parser.add_argument("--live-requests", type=whole_option("--live-requests", 0, 100_000), default=120, help="live requests per simulated hour")
     parser.set_defaults(handler=_demo)
 
 

@@ -26,6 +26,7 @@ import boto3
 
 from diversity_monitor import clock as process_clock
 from diversity_monitor.aws import local_stacks
+from diversity_monitor.cli import whole_option
 from diversity_monitor.conventions import DIVERSITY_ALARM_RUNBOOK
 from diversity_monitor.demo.command import DEMO_ROOT, fresh_output_folder, run_with_progress
 from diversity_monitor.demo.scenario import REGION, IncidentScenario, ScenarioPlan
@@ -131,10 +132,10 @@ def instructions(drill: dict, output: Path) -> str:
 def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--output", type=Path, default=None,
                         help=f"an empty or new folder for the drill's stack state (default: {DEMO_ROOT}/drill-<time>/)")
-    parser.add_argument("--port", type=int, default=DEFAULT_PORT,
+    parser.add_argument("--port", type=whole_option("--port", 0, 65535), default=DEFAULT_PORT,
                         help=f"port the stack serves on, on 127.0.0.1 (default {DEFAULT_PORT}; 0: any free port)")
-    parser.add_argument("--sessions", type=int, default=ScenarioPlan.sessions, help="validation sessions replayed each hour")
-    parser.add_argument("--live-requests", type=int, default=ScenarioPlan.live_requests_per_hour,
+    parser.add_argument("--sessions", type=whole_option("--sessions", 1, 100_000), default=ScenarioPlan.sessions, help="validation sessions replayed each hour")
+    parser.add_argument("--live-requests", type=whole_option("--live-requests", 0, 100_000), default=ScenarioPlan.live_requests_per_hour,
                         help="live requests per simulated hour")
     parser.set_defaults(handler=_drill)
 

@@ -11,10 +11,10 @@ Processing contract promises a container [PROC]:
   `/opt/ml` mapped to the job folder (`images`, `container_paths`); a `ContainerEntrypoint`, an
   environment key that changes how a process starts, or a path leaving `/opt/ml` fails the job
   before anything runs (`run_safety`: here they would act on the host);
-- past `MaxRuntimeInSeconds` the process group is stopped and the job ends `Stopped`, as
-  StoppingCondition documents ("After the condition is met, the processing job is stopped"
-  [API: ProcessingStoppingCondition]); a stopped job has no FailureReason (a Stopped status is
-  not a failure) and uploads nothing;
+- past `MaxRuntimeInSeconds` the process group is stopped (SIGINT, then SIGKILL, as Processing
+  does) and the job ends `Stopped`, as StoppingCondition documents ("After the condition is met,
+  the processing job is stopped" [API: ProcessingStoppingCondition]); a stopped job has no
+  FailureReason (a Stopped status is not a failure) and uploads nothing;
 - exit code 0 completes the job and uploads every `LocalPath` output to its `S3Uri`; any other
   code fails it with `AlgorithmError`; `/opt/ml/output/message` becomes `ExitMessage` (1 KB).
 
@@ -33,6 +33,7 @@ import functools
 import json
 import logging
 import posixpath
+import signal
 import subprocess
 import threading
 from collections.abc import Iterable, Iterator
@@ -57,7 +58,9 @@ log = logging.getLogger(__name__)
 PROCESSING_JOB = "ProcessingJob"  # store kind; records are DescribeProcessingJob outputs
 EXIT_MESSAGE_LIMIT = 1024  # bytes of /opt/ml/output/message kept as ExitMessage [PROC]
 FAILURE_REASON_LIMIT = 1024  # FailureReason's max length in the API model
-STOP_GRACE_SECONDS = 5  # SIGTERM, then this long before SIGKILL (what `docker stop` does, shorter)
+# Processing stops a container with SIGINT, then SIGKILL [PROC; facts page]: this long between them.
+STOP_SIGNAL = signal.SIGINT
+STOP_GRACE_SECONDS = 5
 
 # Model Monitor publishes the container's metrics file here [BYOC; facts page].
 # The keys a metrics-file line may carry, as the BYOC CloudWatch page documents them.
@@ -268,11 +271,11 @@ def _run_container(host: JobHost, spec: images.ImageSpec, record: dict, folder: 
     try:
         return process.wait(timeout=max_runtime)
     except subprocess.TimeoutExpired:
-        stop_process(process, grace=STOP_GRACE_SECONDS)
+        stop_process(process, grace=STOP_GRACE_SECONDS, first=STOP_SIGNAL)
         log.info("processing job %s ran past MaxRuntimeInSeconds (%s s): stopped", name, max_runtime)
         raise JobStopped(None) from None
     except BaseException:  # the stack is being stopped (a signal): the container must not outlive it
-        stop_process(process, grace=STOP_GRACE_SECONDS)
+        stop_process(process, grace=STOP_GRACE_SECONDS, first=STOP_SIGNAL)
         raise
     finally:
         with _running_lock:
@@ -293,7 +296,7 @@ def stop_running_jobs() -> list[str]:
         running = list(_running.items())
         _stopped.update((name, STACK_STOPPED) for name, _ in running)
     for _, process in running:
-        stop_process(process, grace=STOP_GRACE_SECONDS)
+        stop_process(process, grace=STOP_GRACE_SECONDS, first=STOP_SIGNAL)
     return [name for name, _ in running]
 
 

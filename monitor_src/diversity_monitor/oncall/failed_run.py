@@ -41,7 +41,10 @@ from diversity_monitor.aws.session import SetupError
 from diversity_monitor.capture.source import CaptureSourceError, list_capture_files
 from diversity_monitor.clock import as_utc, iso_z, parse_instant, utcnow
 from diversity_monitor.conventions import (
+    ANALYSIS_WINDOW_EXTRA_HOURS,
+    MAX_JSON_DOCUMENT_BYTES,
     NO_CAPTURE_FAILURE,
+    REPLAY_INFERENCE_PREFIX,
     SUCCESS_RATE_METRIC,
     VIOLATIONS_FILE,
     endpoint_of,
@@ -463,14 +466,20 @@ CAUSES: tuple[Cause, ...] = (
           "schedule's BaselineConfig at an existing one (notebooks/03_create_schedule_and_alarm.ipynb)."),
     Cause("inputs", "Validation set or catalog missing or malformed", r"bad input|--validation-set|--catalog",
           "inputs", "Restore the file named in the message (the schedule's ContainerArguments say where), then re-run the hour."),
-    Cause("no_data", "No captured data in the window",
+    Cause("no_data", "No captured data in the window: the no-data loop",
           r"Job inputs had no data|data capture enabled|No S3 objects found under S3 URL .*endpoint-input",
-          "capture", "Harmless if the endpoint had no traffic that hour. Otherwise capture is off or broken: the live "
-                     "endpoint config needs DataCaptureConfig (notebooks/01_enable_data_capture.ipynb)."),
+          "capture", "Not harmless: with no capture in the window no container starts, so no replay runs, so the "
+                     "next window holds none of the monitor's traffic either, and the monitor stays blind by itself. "
+                     "Section 6 tells a quiet endpoint (restart the loop with one replay) from a production endpoint "
+                     "that lost its capture (the live endpoint config needs DataCaptureConfig: "
+                     "notebooks/01_enable_data_capture.ipynb)."),
     Cause("endpoint", "Endpoint unreachable or failing",
           r"Could not find endpoint|endpoint.*(not found|Failed)|completeness_check|sessions replayed|ModelError|EndpointConnection",
           "endpoint", "The recommender itself is down or erroring: that is the incident (check the endpoint's "
                       "CloudWatch metrics and logs); the monitor recovers by itself once it answers."),
+    Cause("stopped", "The run was stopped (MaxRuntimeInSeconds reached, or stopped by hand)", r"stopped by SIG",
+          "endpoint", "A slow replay or report: check the endpoint's latency; the report timeout and the replay budget "
+                      "derive from MaxRuntimeInSeconds, so a run that hits them reports incompleteness instead."),
     Cause("report", "The report notebook failed", r"report notebook|papermill|kernel", "inputs",
           "Open the partial report notebook in the output prefix; the first cell with an error names the problem."),
     Cause("timeout", "The run took longer than MaxRuntimeInSeconds", r"MaxRuntimeInSeconds", "endpoint",
@@ -585,3 +594,103 @@ def start_rerun(request: dict | None, *, confirm: bool) -> str:
     return (f"STARTED: one-off schedule {name}. Follow it with ListMonitoringExecutions(MonitoringScheduleName={name!r}); "
             f"its report lands under <reports>/<endpoint>/{name}/; delete the schedule when done "
             f"(aws sagemaker delete-monitoring-schedule --monitoring-schedule-name {name}).")
+
+
+# --- the no-data loop: a quiet endpoint, or a production endpoint that lost its capture -----------
+
+NO_DATA_LOOKBACK_HOURS = 24
+
+
+@dataclass(frozen=True)
+class CaptureHistory:
+    """What the capture held in the hours before a run: per hour, files and which traffic they hold."""
+
+    hours: tuple[tuple[datetime, int, int, int], ...]  # (hour, files, live records, replay records) sampled
+
+    @property
+    def last_live_hour(self) -> datetime | None:
+        return max((hour for hour, _, live, _ in self.hours if live), default=None)
+
+    @property
+    def last_captured_hour(self) -> datetime | None:
+        return max((hour for hour, files, _, _ in self.hours if files), default=None)
+
+
+def capture_history(roots: list[str], end: datetime, hours: int = NO_DATA_LOOKBACK_HOURS) -> CaptureHistory:
+    """Per hour before `end`, the capture files under each variant root, and whose traffic the first
+    file of the hour holds (the monitor's replay, by its InferenceId prefix, or live users)."""
+    start = end - timedelta(hours=hours)
+    counts: dict[datetime, list[int]] = {}
+    for root in roots:
+        try:
+            files = list_capture_files(root, start, end).files
+        except CaptureSourceError as error:
+            raise storage.StorageError(str(error)) from error.__cause__
+        for capture in files:
+            entry = counts.setdefault(capture.hour, [0, 0, 0])
+            entry[0] += 1
+            if entry[0] == 1:
+                live, replay = _traffic_of(capture.uri)
+                entry[1] += live
+                entry[2] += replay
+    return CaptureHistory(tuple((hour, *counts[hour]) for hour in sorted(counts)))
+
+
+def _traffic_of(uri: str) -> tuple[int, int]:
+    """(live, replay) records in one capture file, by each record's inferenceId."""
+    live = replay = 0
+    for line in storage.read_text(uri, MAX_JSON_DOCUMENT_BYTES).split("\n"):
+        if not line.strip():
+            continue
+        try:
+            inference = (json.loads(line).get("eventMetadata") or {}).get("inferenceId") or ""
+        except (ValueError, AttributeError):
+            continue
+        if str(inference).startswith(REPLAY_INFERENCE_PREFIX):
+            replay += 1
+        else:
+            live += 1
+    return live, replay
+
+
+def no_data_verdict(history: CaptureHistory, capture_on: bool, window_start: datetime) -> tuple[str, str]:
+    """(kind, what to do) for a run that failed with no data: `capture-off`, `lost-capture` or `quiet`."""
+    if not capture_on:
+        return ("capture-off", "Capture is OFF on the endpoint: every run fails with no data until the live endpoint "
+                               "config has a DataCaptureConfig again (notebooks/01_enable_data_capture.ipynb). "
+                               "A production endpoint must never run like this.")
+    last_live = history.last_live_hour
+    if last_live is not None:
+        return ("lost-capture",
+                f"PRODUCTION ENDPOINT THAT LOST ITS CAPTURE (or its traffic): live users' requests were captured "
+                f"until {iso_z(last_live)}, then nothing. Look at the endpoint's Invocations metric for the window: "
+                "requests but no capture means capture is broken (DestinationS3Uri permissions or KMS key, sampling "
+                "at 0%): fix it; no requests means the traffic stopped upstream, which is an incident of its own.")
+    return ("quiet",
+            "QUIET ENDPOINT (staging, or unused): no live traffic was captured in the last "
+            f"{NO_DATA_LOOKBACK_HOURS} hours; only the monitor's own replay kept its capture alive"
+            + (f", until {iso_z(history.last_captured_hour)}" if history.last_captured_hour else "")
+            + ". The schedule analyses its period plus "
+            f"{ANALYSIS_WINDOW_EXTRA_HOURS} hours, so one quiet or failed hour does not stop it; a longer gap did. "
+            "Restart the loop with one replay against the endpoint (its traffic is captured): "
+            "`diversity-monitor replay --endpoint-name <endpoint> --validation-set <...> --catalog <...>` "
+            "with the schedule's ContainerArguments; the next scheduled run then starts.")
+
+
+def no_data_markdown(view: ExecutionView, schedule: dict) -> str:
+    """Section 6 of the failed-run runbook: only for a run that failed with no data."""
+    if not re.search(CAUSES_BY_KEY["no_data"].pattern, view.failure_text or "", re.IGNORECASE):
+        return "Not a no-data failure: nothing to tell apart here."
+    endpoint = boto3.client("sagemaker").describe_endpoint(EndpointName=view.endpoint_name)
+    capture = endpoint.get("DataCaptureConfig") or {}
+    roots = [storage.join(capture["DestinationS3Uri"], view.endpoint_name, variant["VariantName"])
+             for variant in endpoint.get("ProductionVariants", [])] if capture.get("EnableCapture") else []
+    history = capture_history(roots, view.window_end) if roots else CaptureHistory(())
+    kind, advice = no_data_verdict(history, bool(capture.get("EnableCapture")), view.window_start)
+    rows = "\n".join(f"| {iso_z(hour)} | {files} | {live} | {replay} |" for hour, files, live, replay in history.hours)
+    table = ("| hour | capture files | live records (first file) | replay records (first file) |\n|---|---|---|---|\n"
+             + rows) if rows else "No capture at all in the last 24 hours."
+    return f"**{kind.upper()}**: {advice}\n\n{table}"
+
+
+CAUSES_BY_KEY = {cause.key: cause for cause in CAUSES}

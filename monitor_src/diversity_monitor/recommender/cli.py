@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 from diversity_monitor.aws import container_paths
+from diversity_monitor.cli import whole_option
 
 TRAINING_DATA_FORMAT = """\
 DATA_DIR holds two CSV files with a header line (UTF-8):
@@ -43,9 +44,9 @@ def register(parser: argparse.ArgumentParser) -> None:
 
     generate = commands.add_parser("generate", help="write a seeded dataset (catalog, click log, validation set)")
     generate.add_argument("out_dir", type=Path)
-    generate.add_argument("--seed", type=int, default=7)
-    generate.add_argument("--articles", type=int, default=3000, help="catalog size (default 3000)")
-    generate.add_argument("--users", type=int, default=2000, help="users in the click log (default 2000)")
+    generate.add_argument("--seed", type=whole_option("--seed", 0, 2**32 - 1), default=7)
+    generate.add_argument("--articles", type=whole_option("--articles", 1, 10_000_000), default=3000, help="catalog size (default 3000)")
+    generate.add_argument("--users", type=whole_option("--users", 1, 10_000_000), default=2000, help="users in the click log (default 2000)")
     generate.set_defaults(handler=_generate)
 
     mind = commands.add_parser(
@@ -56,7 +57,7 @@ def register(parser: argparse.ArgumentParser) -> None:
     mind.add_argument("news", type=Path, help="MIND's news.tsv")
     mind.add_argument("behaviors", type=Path, help="MIND's behaviors.tsv")
     mind.add_argument("out_dir", type=Path, help="the training data folder to write")
-    mind.add_argument("--validation-sessions", type=int, default=500,
+    mind.add_argument("--validation-sessions", type=whole_option("--validation-sessions", 1, 10_000_000), default=500,
                       help="the last N impressions become the validation set, held out of training (default 500)")
     mind.set_defaults(handler=_import_mind)
 
@@ -71,7 +72,7 @@ def register(parser: argparse.ArgumentParser) -> None:
         "--defect", choices=[name for name in DEFECTS if name], default=None,
         help="train a regressed version reproducing an incident (default: healthy)",
     )
-    train.add_argument("--seed", type=int, default=0, help="factor initialisation seed")
+    train.add_argument("--seed", type=whole_option("--seed", 0, 2**32 - 1), default=0, help="factor initialisation seed")
     train.set_defaults(handler=_train)
 
     serve = commands.add_parser("serve", help="serve a model directory (SageMaker inference contract)")
@@ -79,7 +80,7 @@ def register(parser: argparse.ArgumentParser) -> None:
         "--model-dir", type=Path, default=None,
         help=f"extracted model (default {container_paths.MODEL_DIR}, under ${container_paths.ML_ROOT_ENV} if set)",
     )
-    serve.add_argument("--port", type=int, default=None, help="default $SAGEMAKER_BIND_TO_PORT, else 8080")
+    serve.add_argument("--port", type=whole_option("--port", 1, 65535), default=None, help="default $SAGEMAKER_BIND_TO_PORT, else 8080")
     serve.add_argument(
         "--host", default=None,
         help="bind address (default 0.0.0.0 inside a SageMaker container, 127.0.0.1 elsewhere)",
