@@ -99,11 +99,12 @@ def test_the_run_records_documented_variables_and_arguments_only():
     assert MonitoringContext.from_parameters(parameters) == ctx  # the notebook rebuilds exactly this context
 
 
-def test_a_plain_job_reads_the_hour_before_end_time_from_the_capture_location():
-    plain = context(["--put-metric-data", "--capture-s3-uri", "s3://recs-capture/datacapture/"],
+def test_a_plain_job_reads_the_window_model_monitor_would_stage_from_the_capture_location():
+    """The period plus ANALYSIS_WINDOW_EXTRA_HOURS, as setup/schedule.analysis_window_config gives Model Monitor."""
+    plain = context(["--put-metric-data", "--capture-s3-uri", "s3://recs-capture/datacapture/", "--live-window", "3600"],
                     publish_cloudwatch_metrics=None, dataset_source=None, start_time=None)
     assert plain.capture_source == "s3://recs-capture/datacapture/recs-prod/"
-    assert (plain.start_time.isoformat(), plain.end_time.isoformat()) == ("2027-10-31T08:00:00+00:00", "2027-10-31T09:00:00+00:00")
+    assert (plain.start_time.isoformat(), plain.end_time.isoformat()) == ("2027-10-31T06:00:00+00:00", "2027-10-31T09:00:00+00:00")
     assert MonitoringContext.from_parameters(plain.to_parameters()) == plain
 
 
