@@ -32,6 +32,9 @@ from pathlib import Path
 from diversity_monitor.aws import container_paths, service_schema
 from diversity_monitor.clock import parse_instant
 from diversity_monitor.conventions import (
+    DEFAULT_MAX_LIST_OVERLAP,
+    DEFAULT_MAX_SLOT_SHARE,
+    DEFAULT_MAX_TOP_LIST_SHARE,
     DEFAULT_MIN_DIVERSITY,
     DEFAULT_MIN_SUCCESS_RATE,
     DEFAULT_TOP_K,
@@ -204,6 +207,7 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
                         help="absolute floor for the mean categories per top-k (default 4)")
     parser.add_argument("--min-success-rate", type=number_argument("--min-success-rate", 0, 1), default=DEFAULT_MIN_SUCCESS_RATE,
                         metavar="RATE", help=f"replayed share below which diversity is not published (default {DEFAULT_MIN_SUCCESS_RATE:g})")
+    add_limit_arguments(parser)
     parser.add_argument("--endpoint-name", type=endpoint_name_argument, default=None, metavar="NAME",
                         help="endpoint to replay against when not run by Model Monitor")
     parser.add_argument("--put-metric-data", action="store_true",
@@ -215,6 +219,34 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
                              "layout, for a plain Processing job whose S3Output is <reports>/<endpoint>/<schedule>/")
     parser.add_argument("--report-timeout", type=number_argument("--report-timeout", 1, 86400), default=1800,
                         metavar="SECONDS", help="longest a report cell may run before the job fails (default 1800)")
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Absolute bounds on cross-session sameness: they hold with or without a baseline, and every
+    baseline bound is capped by them (a baseline built on a collapsed model cannot switch a check off).
+    The hourly run, the baseline's constraints and the deploy gate all take them from these flags."""
+
+    max_list_overlap: float = DEFAULT_MAX_LIST_OVERLAP
+    max_top_list_share: float = DEFAULT_MAX_TOP_LIST_SHARE
+    max_slot_share: float = DEFAULT_MAX_SLOT_SHARE
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> Limits:
+        return cls(args.max_list_overlap, args.max_top_list_share, args.max_slot_share)
+
+
+def add_limit_arguments(parser: argparse.ArgumentParser) -> None:
+    """`--max-list-overlap`, `--max-top-list-share`, `--max-slot-share` (the run, the gate, the CLI)."""
+    parser.add_argument("--max-list-overlap", type=number_argument("--max-list-overlap", 0, 1),
+                        default=DEFAULT_MAX_LIST_OVERLAP, metavar="SHARE",
+                        help=f"largest mean overlap |A n B|/k of two sessions' lists (default {DEFAULT_MAX_LIST_OVERLAP:g})")
+    parser.add_argument("--max-top-list-share", type=number_argument("--max-top-list-share", 0, 1),
+                        default=DEFAULT_MAX_TOP_LIST_SHARE, metavar="SHARE",
+                        help=f"largest share of sessions served the one most common list (default {DEFAULT_MAX_TOP_LIST_SHARE:g})")
+    parser.add_argument("--max-slot-share", type=number_argument("--max-slot-share", 0, 1),
+                        default=DEFAULT_MAX_SLOT_SHARE, metavar="SHARE",
+                        help=f"largest share of lists showing a slot's most common article (default {DEFAULT_MAX_SLOT_SHARE:g})")
 
 
 @dataclass(frozen=True)
@@ -249,6 +281,7 @@ class MonitoringContext:
     report_timeout: float
     replay: ReplaySettings
     output_hour_folder: bool = False
+    limits: Limits = field(default_factory=Limits)
     # The record of what this run was given: the documented platform variables as set, and the
     # ContainerArguments. Nothing else from the environment (see the module doc).
     platform_environment: dict[str, str] = field(default_factory=dict)
@@ -391,6 +424,7 @@ def load_context(arguments: list[str], env: Mapping[str, str] | None = None) -> 
         report_timeout=args.report_timeout,
         replay=replay_settings(args),
         output_hour_folder=args.output_hour_folder,
+        limits=Limits.from_args(args),
         platform_environment={name: env[name] for name in PLATFORM_ENV if env.get(name) is not None},
         container_arguments=tuple(arguments),
     )
