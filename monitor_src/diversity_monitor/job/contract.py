@@ -236,6 +236,17 @@ class Limits:
         return cls(args.max_list_overlap, args.max_top_list_share, args.max_slot_share)
 
 
+LIMIT_ARGUMENTS = ("--max-list-overlap", "--max-top-list-share", "--max-slot-share")
+
+
+def limit_arguments(limits: Limits) -> list[str]:
+    """ContainerArguments for the limits that differ from the defaults (the job's defaults are the same)."""
+    values = (limits.max_list_overlap, limits.max_top_list_share, limits.max_slot_share)
+    defaults = (DEFAULT_MAX_LIST_OVERLAP, DEFAULT_MAX_TOP_LIST_SHARE, DEFAULT_MAX_SLOT_SHARE)
+    return [item for flag, value, default in zip(LIMIT_ARGUMENTS, values, defaults) if value != default
+            for item in (flag, f"{value:g}")]
+
+
 def add_limit_arguments(parser: argparse.ArgumentParser) -> None:
     """`--max-list-overlap`, `--max-top-list-share`, `--max-slot-share` (the run, the gate, the CLI)."""
     parser.add_argument("--max-list-overlap", type=number_argument("--max-list-overlap", 0, 1),
