@@ -419,7 +419,7 @@ class AlarmEvaluator:
     def describe_alarm_history(self, platform, params: dict) -> dict:
         if params.get("AlarmContributorId"):
             return {"AlarmHistoryItems": []}  # no contributor (Metrics Insights) alarms locally
-        types = params.get("AlarmTypes")
+        types = params.get("AlarmTypes") or [ALARM_KIND]  # "If you omit this parameter, only metric alarms" [API]
         wanted = {
             "AlarmName": params.get("AlarmName"),
             "HistoryItemType": params.get("HistoryItemType"),
@@ -427,7 +427,7 @@ class AlarmEvaluator:
         start, end = params.get("StartDate"), params.get("EndDate")
         items = []
         for sequence, item in enumerate(self.platform.store.list(HISTORY_KIND)):
-            if types is not None and item["AlarmType"] not in types:
+            if item["AlarmType"] not in types:
                 continue
             if any(value is not None and item[key] != value for key, value in wanted.items()):
                 continue
