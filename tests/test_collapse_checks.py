@@ -30,7 +30,6 @@ from diversity_monitor.job.metrics_file import metric_values
 from diversity_monitor.job.model_monitor_files import constraints_document, statistics_document
 from diversity_monitor.measures.metrics import CatalogIndex, accumulate
 from diversity_monitor.recommender import data, model
-from diversity_monitor.setup import baseline_gate
 
 SESSIONS = 200
 WHEN = datetime(2027, 10, 31, 9, 0, tzinfo=timezone.utc)
