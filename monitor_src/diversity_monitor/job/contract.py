@@ -319,6 +319,7 @@ class MonitoringContext:
         for key in ("output_path", "dataset_source", "baseline_statistics", "baseline_constraints"):
             values[key] = Path(values[key]) if values.get(key) else None
         values["replay"] = ReplaySettings(**values["replay"])
+        values["limits"] = Limits(**values.get("limits", {}))
         values["container_arguments"] = tuple(values.get("container_arguments", ()))
         return cls(**values)
 
