@@ -157,8 +157,9 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sessions", type=int, default=500, help="validation sessions replayed each hour")
     parser.add_argument("--live-requests", type=int, default=120, help="live requests per simulated hour")
     parser.add_argument("--incident", choices=INCIDENTS, default=ScenarioPlan.defect, metavar="NAME",
-                        help=f"which regression v2 carries: {'; '.join(f'{n}: {DEFECTS[n].description}' for n in INCIDENTS)} "
-                             f"(default {ScenarioPlan.defect}, the design notes' incident)")
+                        help=f"which regression v2 carries: {', '.join(INCIDENTS)} (default {ScenarioPlan.defect}, the "
+                             "design notes' incident; each is described in recommender/model.py DEFECTS); each "
+                             "ends paged and rolled back")
     parser.set_defaults(handler=_demo)
 
 
