@@ -39,8 +39,29 @@ NO_ARTICLE = -2  # CatalogIndex.rows: a slot past the end of a list shorter than
 _BATCH_LISTS = 8192
 # Distinct lists counted one by one for the top-list share: past this many, lists not yet seen are
 # counted only in the total (the most common list of a collapse is seen in the first few lists;
-# 100 000 keys of k row numbers are a few megabytes however many lists an hour holds).
+# 100 000 64-bit keys are under 2 MB however many lists an hour holds). Each list is keyed by a
+# 64-bit hash of its catalog rows (ids for lists with unknown articles), counted with numpy: the
+# capture reader sends millions of lists an hour through here. Two different lists share a key
+# with probability about n^2 / 2^65 (1e-5 for 18 million distinct lists).
 MAX_TRACKED_LISTS = 100_000
+_MIX = np.uint64(0x9E3779B97F4A7C15)
+
+
+def _list_keys(rows: np.ndarray) -> np.ndarray:
+    """A 64-bit key per row of catalog rows (same rows, same key, in every process)."""
+    multipliers = np.random.default_rng(rows.shape[1]).integers(1, 2**63, size=rows.shape[1], dtype=np.uint64) | 1
+    with np.errstate(over="ignore"):
+        keys = ((rows + 3).astype(np.uint64) * multipliers).sum(axis=1, dtype=np.uint64)
+        keys ^= keys >> np.uint64(31)
+        keys *= _MIX
+        keys ^= keys >> np.uint64(29)
+    return keys
+
+
+def _id_key(ids: Sequence[str | None]) -> int:
+    digest = hashlib.blake2b("\0".join("" if i is None else i for i in ids).encode("utf-8", "surrogatepass"),
+                             digest_size=8, person=b"unknown-list")
+    return int.from_bytes(digest.digest(), "little")
 
 
 def normalized_category(category: str) -> str:
@@ -202,7 +223,9 @@ class DiversityAccumulator:
         self.articles_served = 0
         self._article_lists = np.zeros(len(self.index), dtype=np.int64)  # [row]: lists holding the article
         self._unknown_article_lists: Counter = Counter()  # the same for articles missing from the catalog
-        self._list_counts: Counter = Counter()  # one key per distinct list (see MAX_TRACKED_LISTS)
+        # one key per distinct list, sorted, and how many lists had it (see MAX_TRACKED_LISTS)
+        self._list_keys = np.zeros(0, dtype=np.uint64)
+        self._list_key_counts = np.zeros(0, dtype=np.int64)
 
     def add(self, article_ids: Sequence[str]) -> int:
         """Add one ranked list; returns its distinct-category count."""
@@ -258,21 +281,28 @@ class DiversityAccumulator:
         first[:, 1:] = ordered[:, 1:] != ordered[:, :-1]
         held = ordered[first & (ordered >= 0)]
         self._article_lists += np.bincount(held, minlength=len(self.index))
-        with_unknown = np.flatnonzero(unknown.any(axis=1)).tolist()
-        for number in with_unknown:  # rare: ids missing from the catalog are counted by id
+        keys = _list_keys(rows)
+        for number in np.flatnonzero(unknown.any(axis=1)).tolist():  # rare: lists with unknown ids, keyed by id
             ids = slots[number * k:(number + 1) * k]
             self._unknown_article_lists.update({i for i, gone in zip(ids, unknown[number]) if gone})
-            self._track(tuple(ids), 1)
-        plain = np.ones(len(rows), dtype=bool)
-        plain[with_unknown] = False
-        if plain.any():
-            distinct, counts = np.unique(rows[plain], axis=0, return_counts=True)
-            for key, count in zip(map(bytes, distinct), counts.tolist()):
-                self._track(key, count)
+            keys[number] = _id_key(ids)
+        distinct, counts = np.unique(keys, return_counts=True)
+        self._track(distinct, counts)
 
-    def _track(self, key, count: int) -> None:
-        if key in self._list_counts or len(self._list_counts) < MAX_TRACKED_LISTS:
-            self._list_counts[key] += count
+    def _track(self, keys: np.ndarray, counts: np.ndarray) -> None:
+        """Add `counts` lists under sorted distinct `keys`: known keys always, new ones while there is room."""
+        known = self._list_keys
+        position = np.searchsorted(known, keys)
+        found = position < len(known)
+        found[found] = known[position[found]] == keys[found]
+        np.add.at(self._list_key_counts, position[found], counts[found])
+        room = MAX_TRACKED_LISTS - len(known)
+        new = np.flatnonzero(~found)[:max(room, 0)]
+        if len(new):
+            merged_keys = np.concatenate([known, keys[new]])
+            order = np.argsort(merged_keys, kind="stable")
+            self._list_keys = merged_keys[order]
+            self._list_key_counts = np.concatenate([self._list_key_counts, counts[new]])[order]
 
     def merge(self, other: DiversityAccumulator) -> DiversityAccumulator:
         if other.k != self.k:
@@ -290,8 +320,7 @@ class DiversityAccumulator:
         self.articles_served += other.articles_served
         self._article_lists += other._article_lists
         self._unknown_article_lists.update(other._unknown_article_lists)
-        for key, count in other._list_counts.items():
-            self._track(key, count)
+        self._track(other._list_keys, other._list_key_counts)
         return self
 
     @property
@@ -336,7 +365,7 @@ class DiversityAccumulator:
         distinct = int(np.count_nonzero(counts.any(axis=0))) + len(set().union(*self._unknown_slot_counts))
         shares = [slot.top_article_share for slot in supported_slots(slots, self.lists, min_slot_support)]
         lists = self.lists
-        top_count = max(self._list_counts.values(), default=0)
+        top_count = int(self._list_key_counts.max(initial=0))
         return CollapseSummary(
             tuple(slots), distinct, max(shares) if shares else None, self._category_shares(counts),
             list_overlap=mean_pairwise_overlap(
@@ -368,7 +397,8 @@ class DiversityAccumulator:
             == (other.unknown_articles, other.lists_with_unknown_articles, other.short_lists, other.articles_served)
             and np.array_equal(self._article_lists, other._article_lists)
             and self._unknown_article_lists == other._unknown_article_lists
-            and self._list_counts == other._list_counts
+            and np.array_equal(self._list_keys, other._list_keys)
+            and np.array_equal(self._list_key_counts, other._list_key_counts)
         )
 
     def __repr__(self) -> str:
