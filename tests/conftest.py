@@ -8,7 +8,7 @@ from diversity_monitor.local.platform import free_port
 from helpers.aws import REGION
 
 # The monitoring job's test world (an endpoint server, inputs in moto): fixtures shared by test files.
-pytest_plugins = ["helpers.job_env"]
+pytest_plugins = ["helpers.job_env", "helpers.browser"]
 
 
 @pytest.fixture(scope="session")

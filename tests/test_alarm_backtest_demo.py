@@ -31,6 +31,7 @@ from diversity_monitor.oncall.report_history import alarm_history
 from diversity_monitor.setup.alarms import alarm_names
 from helpers.notebooks import execute_notebook
 from helpers.paths import AUDIT_DIR, NOTEBOOKS, ROOT
+from helpers.stack import point_process_at
 
 pytestmark = pytest.mark.slow
 
@@ -49,10 +50,7 @@ def demo(tmp_path_factory):
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("PYTHONPATH", os.pathsep.join([str(AUDIT_DIR), str(ROOT), os.environ.get("PYTHONPATH", "")]))
         with start_stack(output / ".local-stack", port=0, clock=SimulatedClock(DEMO_END)) as stack:
-            for key in [key for key in os.environ if key.startswith("AWS_")]:
-                patch.delenv(key)
-            for key, value in stack.platform.client_environment().items():
-                patch.setenv(key, value)
+            point_process_at(stack, patch)
             yield {"output": output, "result": result, "stack": stack}
 
 

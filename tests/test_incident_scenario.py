@@ -15,9 +15,7 @@ import os
 from collections import defaultdict
 from datetime import timedelta
 
-import boto3
 import pytest
-from botocore.config import Config
 
 from diversity_monitor.conventions import dashboard_name
 from diversity_monitor.demo.command import DASHBOARD_PICTURE, run_demo
@@ -25,6 +23,7 @@ from diversity_monitor.demo.scenario import CAPTURE_BUCKET, ENDPOINT, VARIANT, S
 from diversity_monitor.local.clock import SimulatedClock
 from diversity_monitor.local.stack import start_stack
 from diversity_monitor.setup.dashboard import FLOOR_COLOR, PALETTE
+from helpers.aws import stack_client
 from helpers.images import decode_png, line_row, series_rows
 
 PLAN = ScenarioPlan(sessions=100, live_requests_per_hour=40)
@@ -122,9 +121,7 @@ def test_users_call_the_endpoint_every_hour_and_the_deploy_hours_see_both_models
     output, result, _ = demo
     end = PLAN.start + timedelta(hours=7)
     with start_stack(output / ".local-stack", port=0, clock=SimulatedClock(end)) as stack:
-        s3, cloudwatch = (boto3.session.Session().client(
-            service, endpoint_url=stack.url, region_name="eu-west-1", aws_access_key_id="testing",
-            aws_secret_access_key="testing", config=Config(retries={"max_attempts": 1})) for service in ("s3", "cloudwatch"))
+        s3, cloudwatch = (stack_client(service, stack) for service in ("s3", "cloudwatch"))
         assert cloudwatch.get_dashboard(DashboardName=dashboard_name(ENDPOINT))["DashboardBody"]  # back with the run
         versions_by_hour = defaultdict(set)
         prefix = f"datacapture/{ENDPOINT}/{VARIANT}/"

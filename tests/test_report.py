@@ -12,7 +12,6 @@ from __future__ import annotations
 import base64
 import io
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -35,9 +34,6 @@ pytestmark = pytest.mark.slow
 SCHEDULE = "diversity-hourly"  # model_monitor_env's schedule
 HOUR = datetime(2027, 10, 31, 9, tzinfo=timezone.utc)  # model_monitor_env's end_time
 REPORTS = f"s3://{BUCKET}/reports"
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--no-first-run", "--disable-sync", "--disable-quic"]
 VIEWPORTS = {"desktop": (1280, 800), "phone": (390, 800)}
 
 
@@ -177,22 +173,6 @@ def test_a_report_that_cannot_be_written_fails_and_leaves_nothing_looking_comple
 
 
 # --- in a browser -----------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if CHROMIUM is None:
-        message = "no Chromium on this machine (Debian: apt-get install chromium); .ci/run installs it"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        print(f"\nSKIPPED browser tests: {message}")
-        pytest.skip(message)
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        instance = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield instance
-        instance.close()
 
 
 def open_report(browser, run, viewport):

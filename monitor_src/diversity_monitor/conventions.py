@@ -182,3 +182,8 @@ COMPLETED_WITH_VIOLATIONS = "CompletedWithViolations"
 RUNBOOKS_README = "runbooks/README.md"  # the alarms and every report link here
 DIVERSITY_ALARM_RUNBOOK = "runbooks/diversity_alarm.ipynb"
 FAILED_RUN_RUNBOOK = "runbooks/monitor_job_failed.ipynb"
+
+# --- the embedded local stack -----------------------------------------------------------------
+# Its own credentials, in its state folder, owner-only: the stack (local/) writes them at its
+# first start; the kit's sessions (aws/session) find them there to sign requests to it.
+LOCAL_STACK_CREDENTIALS_FILE = "credentials.json"

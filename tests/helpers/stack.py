@@ -22,16 +22,24 @@ from helpers.aws import REGION
 SMALL_PLAN = ScenarioPlan(sessions=100, live_requests_per_hour=40)
 
 
+def point_process_at(stack, monkeypatch) -> None:
+    """This process's boto3 (and the papermill kernels it starts) talks to `stack` and only to it:
+    a developer's AWS_PROFILE or AWS_ENDPOINT_URL_S3 must not reach it, and boto3's default session,
+    which keeps the credentials it first resolved, is rebuilt (each stack signs with its own)."""
+    import boto3
+
+    for key in [key for key in os.environ if key.startswith("AWS_")]:
+        monkeypatch.delenv(key)
+    for key, value in stack.platform.client_environment().items():
+        monkeypatch.setenv(key, value)
+    boto3.setup_default_session()
+
+
 @contextmanager
 def deployed_stack(path: Path, monkeypatch, plan: ScenarioPlan = SMALL_PLAN):
     clock = SimulatedClock(plan.start)
     with start_stack(path / "stack", port=0, clock=clock) as stack:
-        # Exactly the stack's AWS settings: a developer's AWS_PROFILE or AWS_ENDPOINT_URL_S3 must not
-        # reach this process or the papermill kernels it starts.
-        for key in [key for key in os.environ if key.startswith("AWS_")]:
-            monkeypatch.delenv(key)
-        for key, value in stack.platform.client_environment().items():
-            monkeypatch.setenv(key, value)
+        point_process_at(stack, monkeypatch)
         scenario = IncidentScenario(workdir=path / "work", advance=stack.platform.advance, now=clock.now, plan=plan)
         scenario.prepare_models()
         scenario.deploy_initial()
@@ -54,6 +62,10 @@ class StackHolder:
     @property
     def platform(self):
         return self.stack.platform
+
+    @property
+    def credentials(self):
+        return self.stack.credentials
 
     def restart(self) -> None:
         now = self.platform.clock.now()

@@ -24,7 +24,7 @@ from diversity_monitor.local import alarms, metric_data
 from diversity_monitor.local.clock import SimulatedClock
 from diversity_monitor.local.errors import ServiceError, ValidationError
 from diversity_monitor.local.store import Store
-from helpers.aws import REGION
+from helpers.aws import REGION, stack_client
 
 UTC = timezone.utc
 NAMESPACE = "aws/sagemaker/Endpoints/data-metrics"
@@ -366,9 +366,7 @@ def test_through_the_gateway_with_unmodified_boto3(tmp_path):
 
     clock = SimulatedClock(datetime(2026, 11, 25, 12, 0, tzinfo=UTC))
     with start_stack(tmp_path / "stack", port=0, clock=clock) as stack:
-        cloudwatch = boto3.client("cloudwatch", endpoint_url=stack.url, region_name=REGION,
-                                  aws_access_key_id="testing", aws_secret_access_key="testing",
-                                  config=Config(retries={"max_attempts": 1}))
+        cloudwatch = stack_client("cloudwatch", stack)
         window = {"WallClockWindow": {"Timezone": "Europe/Dublin"}}
         cloudwatch.put_metric_alarm(AlarmName="diversity-low", Namespace=NAMESPACE, MetricName=METRIC,
                                     Dimensions=[{"Name": "Endpoint", "Value": "recommender-prod"}],
@@ -422,7 +420,7 @@ def test_through_the_gateway_with_unmodified_boto3(tmp_path):
             assert problem in refused.value.response["Error"]["Message"]
 
 
-def query_protocol_client(url: str, models: Path):
+def query_protocol_client(stack, models: Path):
     """CloudWatch as older clients speak it (AWS CLI v1, boto3 before CloudWatch's JSON protocol):
     botocore's own service model, restricted to the query protocol, so botocore's QuerySerializer
     writes the requests and its QueryParser reads the answers."""
@@ -436,9 +434,7 @@ def query_protocol_client(url: str, models: Path):
     (folder / "service-2.json").write_text(json.dumps(model))
     session = botocore.session.Session()
     session.set_config_variable("data_path", str(models))
-    client = boto3.session.Session(botocore_session=session).client(
-        "cloudwatch", endpoint_url=url, region_name=REGION, aws_access_key_id="testing",
-        aws_secret_access_key="testing", config=Config(retries={"max_attempts": 1}))
+    client = stack_client("cloudwatch", stack, session=boto3.session.Session(botocore_session=session))
     assert client.meta.service_model.resolved_protocol == "query"
     return client
 
@@ -452,7 +448,7 @@ def test_clients_speaking_the_query_protocol_reach_the_same_handlers(tmp_path):
 
     clock = SimulatedClock(datetime(2026, 11, 25, 12, 0, tzinfo=UTC))
     with start_stack(tmp_path / "stack", port=0, clock=clock) as stack:
-        cloudwatch = query_protocol_client(stack.url, tmp_path / "models")
+        cloudwatch = query_protocol_client(stack, tmp_path / "models")
         dimensions = [{"Name": "Endpoint", "Value": "recommender-prod"}, {"Name": "MonitoringSchedule", "Value": "hourly"}]
         window = {"WallClockWindow": {"Timezone": "UTC"}}
         cloudwatch.put_metric_alarm(AlarmName="diversity-low", Namespace=NAMESPACE, MetricName=METRIC,

@@ -12,15 +12,13 @@ from __future__ import annotations
 import json
 from datetime import datetime, timedelta, timezone
 
-import boto3
 import pytest
-from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from diversity_monitor.conventions import METRICS_NAMESPACE, dashboard_name, diversity_metric, metric_dimensions
 from diversity_monitor.setup import dashboard
 from diversity_monitor.setup.schedule import MonitorSpec
-from helpers.aws import REGION
+from helpers.aws import REGION, stack_client
 from helpers.images import Scale, color_mask, decode_png, line_column, line_row, series_value_at
 from helpers.stack import StackHolder
 
@@ -38,9 +36,7 @@ POINTS = {NOW - timedelta(hours=7): 6.0, NOW - timedelta(hours=6): 6.5, NOW - ti
 
 
 def client(stack):
-    return boto3.session.Session().client(
-        "cloudwatch", endpoint_url=stack.url, region_name=REGION, aws_access_key_id="testing",
-        aws_secret_access_key="testing", config=Config(retries={"max_attempts": 1}))
+    return stack_client("cloudwatch", stack)
 
 
 @pytest.fixture(scope="module")

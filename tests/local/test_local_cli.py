@@ -93,7 +93,13 @@ def test_up_status_advance_down_and_up_again(state_dir):
     assert alive(record["pid"])
     lines = up.stdout.splitlines()
     assert f"export AWS_ENDPOINT_URL={url}" in lines
-    assert {"export AWS_ACCESS_KEY_ID=testing", "export AWS_SECRET_ACCESS_KEY=testing",
+    # The credentials the stack generated for itself, kept owner-only in its state folder.
+    credentials_file = state_dir / "credentials.json"
+    assert credentials_file.stat().st_mode & 0o777 == 0o600
+    credentials = json.loads(credentials_file.read_text())
+    assert credentials["aws_access_key_id"] != "testing" and len(credentials["aws_secret_access_key"]) >= 40
+    assert {f"export AWS_ACCESS_KEY_ID={credentials['aws_access_key_id']}",
+            f"export AWS_SECRET_ACCESS_KEY={credentials['aws_secret_access_key']}",
             "export AWS_DEFAULT_REGION=eu-west-1"} <= set(lines)
     assert f"unset {' '.join(sorted(FOREIGN_AWS))}" in lines
 

@@ -15,15 +15,13 @@ import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta, timezone
 
-import boto3
 import pytest
-from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from diversity_monitor.capture import record as capture
 from diversity_monitor.local.platform import PortInUse
 from diversity_monitor.local.stack import start_stack
-from helpers.aws import REGION
+from helpers.aws import REGION, signed_control_call, stack_client
 from helpers.stack import StackHolder
 
 pytestmark = pytest.mark.slow
@@ -53,15 +51,12 @@ def archives(tmp_path_factory):
 
 
 def client(stack, service, **config):
-    return _client(stack.url, service, tuple(sorted(config.items())))
+    return _client(stack, service, tuple(sorted(config.items())))
 
 
 @functools.cache
-def _client(url, service, config):
-    return boto3.session.Session().client(
-        service, endpoint_url=url, region_name=REGION, aws_access_key_id="testing",
-        aws_secret_access_key="testing", config=Config(retries={"max_attempts": 1}, **dict(config)),
-    )
+def _client(stack, service, config):
+    return stack_client(service, stack, **dict(config))
 
 
 def capture_config(percentage=100):
@@ -107,9 +102,7 @@ def invoke(stack, endpoint, **extra):
 
 
 def advance(stack, seconds):
-    request = urllib.request.Request(f"{stack.url}/_local/advance", data=json.dumps({"seconds": seconds}).encode(), method="POST")
-    with urllib.request.urlopen(request) as response:
-        return json.loads(response.read())
+    return signed_control_call(stack, "POST", "/_local/advance", {"seconds": seconds})
 
 
 def error_of(call, *args, **kwargs) -> dict:
@@ -403,8 +396,7 @@ def test_unimplemented_sagemaker_operations_say_so(stack):
 
 
 def test_control_routes(stack):
-    with urllib.request.urlopen(f"{stack.url}/_local/clock") as response:
-        assert json.loads(response.read())["simulated"] is True
+    assert signed_control_call(stack, "GET", "/_local/clock")["simulated"] is True
     with pytest.raises(urllib.error.HTTPError) as caught:
         advance(stack, -5)
     assert caught.value.code == 400

@@ -18,16 +18,14 @@ import uuid
 from datetime import datetime, timezone
 from pathlib import Path
 
-import boto3
 import pytest
-from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from diversity_monitor.local import images, metric_data, monitoring, monitoring_scheduler, processing
 from diversity_monitor.local.clock import SimulatedClock
 from diversity_monitor.local.gateway import GatewayServer
 from diversity_monitor.local.platform import LocalPlatform, bind_loopback
-from helpers.aws import REGION
+from helpers.aws import REGION, stack_client
 from helpers.paths import FIXTURES
 
 START = datetime(2027, 10, 31, 8, 30, tzinfo=timezone.utc)
@@ -89,20 +87,13 @@ def shared_stack(tmp_path_factory, moto_url):
 @pytest.fixture
 def sagemaker(stack):
     platform, _ = stack
-    return _client("sagemaker", platform.url)
+    return stack_client("sagemaker", platform)
 
 
 @pytest.fixture(scope="module")
 def shared_sagemaker(shared_stack):
     platform, _ = shared_stack
-    return _client("sagemaker", platform.url)
-
-
-def _client(service: str, url: str):
-    return boto3.session.Session().client(
-        service, endpoint_url=url, region_name=REGION, aws_access_key_id="testing",
-        aws_secret_access_key="testing", config=Config(retries={"max_attempts": 1}),
-    )
+    return stack_client("sagemaker", platform)
 
 
 class World:

@@ -45,7 +45,3 @@ def resolve(container_path: str | PurePosixPath, root: Path | None = None) -> Pa
         return Path(str(path))
     return base / relative
 
-
-def is_processing_path(container_path: str) -> bool:
-    """SageMaker Processing requires every LocalPath to live under /opt/ml/processing/."""
-    return PurePosixPath(container_path).is_relative_to(CONTAINER_ML_ROOT / "processing")

@@ -25,6 +25,7 @@ import sys
 from datetime import datetime, timedelta
 from pathlib import Path
 
+import boto3
 import pandas as pd
 from tqdm.auto import tqdm
 
@@ -43,6 +44,7 @@ INCIDENTS = [name for name in DEFECTS if name]  # `--incident`: every defect of 
 
 DEMO_ROOT = Path("demo-output")
 DASHBOARD_PICTURE = "dashboard.png"  # the endpoint's dashboard over the whole run, next to timeline.png
+STOPPED_FILE = "STOPPED.txt"  # in a run a signal cut short: says so, next to what it left
 
 
 def fresh_output_folder(root: Path = DEMO_ROOT) -> Path:
@@ -107,16 +109,17 @@ def collect_reports(output: Path, start: datetime, end: datetime) -> int:
 
 
 def run_demo(output: Path, plan: ScenarioPlan, progress: bool = True) -> dict:
-    from diversity_monitor.local.stack import start_stack
+    from diversity_monitor.local.stack import start_stack, stopped_by_signals
 
     if output.exists() and any(output.iterdir()):
         raise SystemExit(f"{output} is not empty: move it away or pass --output to a new folder "
                          "(the demo never overwrites an earlier run's reports)")
     output.mkdir(parents=True, exist_ok=True)
     clock = SimulatedClock(plan.start)
-    with start_stack(output / ".local-stack", port=0, clock=clock) as stack:
+    with stopped_by_signals(), start_stack(output / ".local-stack", port=0, clock=clock) as stack:
         # Any boto3 code in this process now talks to the stack, and only to it.
         inherited = isolate_aws_environment(os.environ, stack.platform.client_environment())
+        boto3.setup_default_session()  # it keeps the credentials it resolved first; this stack has its own
         try:
             scenario = IncidentScenario(workdir=output / "work", advance=stack.platform.advance, now=clock.now, plan=plan)
             steps = run_with_progress(scenario, progress)
@@ -164,9 +167,18 @@ def register(parser: argparse.ArgumentParser) -> None:
 
 
 def _demo(args: argparse.Namespace) -> int:
+    from diversity_monitor.local.stack import Interrupted
+
     plan = ScenarioPlan(sessions=args.sessions, live_requests_per_hour=args.live_requests, defect=args.incident)
     output = args.output or fresh_output_folder()
-    result = run_demo(output, plan, progress=sys.stderr.isatty())
+    try:
+        result = run_demo(output, plan, progress=sys.stderr.isatty())
+    except Interrupted as stop:
+        message = (f"demo stopped by {stop.signal_name}: the local stack, its model servers and jobs are stopped; "
+                   f"{output} holds an incomplete run (no timeline)")
+        (output / STOPPED_FILE).write_text(message + "\n")
+        print(f"\n{message}", file=sys.stderr)
+        return 128 + stop.signum
     print("\nTimeline (one row per scheduled monitoring run):")
     print(result["timeline"].to_string(index=False))
     print("\nPager (SNS -> SQS) received:")

@@ -28,10 +28,15 @@ import urllib.request
 from collections.abc import Mapping
 from pathlib import Path
 
+from diversity_monitor.local.access import (
+    CredentialsFileError,
+    credentials_path,
+    read_credentials,
+    signed_control_headers,
+)
 from diversity_monitor.local.platform import (
     DEFAULT_PORT,
     DEFAULT_REGION,
-    DUMMY_CREDENTIALS,
     StackError,
     log_tail,
 )
@@ -120,9 +125,20 @@ def running_stack(state_dir: Path) -> dict | None:
     return None
 
 
-def export_lines(url: str, region: str, environ: Mapping[str, str]) -> str:
-    """Shell lines pointing boto3 at the stack; other AWS_* variables of `environ` are unset."""
-    variables = {"AWS_ENDPOINT_URL": url, **DUMMY_CREDENTIALS, "AWS_DEFAULT_REGION": region, "AWS_REGION": region}
+def _credentials(state_dir: Path):
+    try:
+        credentials = read_credentials(credentials_path(state_dir))
+    except CredentialsFileError as error:
+        raise StackError(str(error)) from None
+    if credentials is None:
+        raise StackError(f"{credentials_path(state_dir)} is missing: the stack writes it when it starts")
+    return credentials
+
+
+def export_lines(url: str, region: str, environ: Mapping[str, str], credentials: Mapping[str, str]) -> str:
+    """Shell lines pointing boto3 at the stack and signing with its `credentials` (AWS_ACCESS_KEY_ID,
+    AWS_SECRET_ACCESS_KEY); other AWS_* variables of `environ` are unset."""
+    variables = {"AWS_ENDPOINT_URL": url, **credentials, "AWS_DEFAULT_REGION": region, "AWS_REGION": region}
     others = sorted(key for key in environ if _VARIABLE_NAME.fullmatch(key) and key not in variables)
     lines = [f"export {key}={shlex.quote(value)}" for key, value in variables.items()]
     if others:
@@ -134,7 +150,8 @@ def export_lines(url: str, region: str, environ: Mapping[str, str]) -> str:
 def _announce(record: dict, environ: Mapping[str, str]) -> None:
     print(f"# local stack on {record['url']} (pid {record['pid']}, state in {record['state_dir']})")
     print(f"# clock: {record['clock']}")
-    print(export_lines(record["url"], record["region"], environ))
+    credentials = _credentials(Path(record["state_dir"])).environment()
+    print(export_lines(record["url"], record["region"], environ, credentials))
     sys.stdout.flush()
 
 
@@ -163,7 +180,7 @@ def _up_foreground(args: argparse.Namespace, state_dir: Path) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 1
     stop = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):  # Ctrl-C, `kill`/`local down`, a closed terminal
         signal.signal(sig, lambda *_: stop.set())
     describe_clock = f"simulated, now {clock.now().isoformat()}" if clock.simulated else "real time"
     record = {"pid": os.getpid(), "url": stack.url, "state_dir": str(state_dir), "region": args.region, "clock": describe_clock}
@@ -230,9 +247,10 @@ def _call(state_dir: Path, method: str, route: str, payload: dict | None = None)
     record = running_stack(state_dir.resolve())
     if record is None:
         raise StackError(f"no stack is running from {state_dir.resolve()}; start one with `diversity-monitor local up`")
-    data = json.dumps(payload).encode() if payload is not None else None
-    request = urllib.request.Request(record["url"] + route, data=data, method=method,
-                                     headers={"Content-Type": "application/json"})
+    data = json.dumps(payload).encode() if payload is not None else b""
+    url = record["url"] + route
+    headers = signed_control_headers(method, url, data, _credentials(Path(record["state_dir"])))
+    request = urllib.request.Request(url, data=data or None, method=method, headers=headers)
     try:
         with urllib.request.urlopen(request, timeout=3600) as response:  # an advance runs every job it fires
             return json.loads(response.read())

@@ -10,6 +10,10 @@ moto verbatim (method, raw path, query, headers, body).
 
 Control routes for the CLI, demos and tests live under `/_local/` (a prefix no S3 bucket can
 have): `GET /_local/status`, `GET /_local/clock`, `POST /_local/advance {"seconds": N}`.
+
+Every request, control routes included, passes `access.RequestGuard` first (its own Host, not
+from a web page, signed with the stack's credentials); no answer carries a CORS approval (moto's
+`Access-Control-*` headers are dropped), so a browser page can neither send nor read.
 Handlers block (model servers, jobs), so each request runs in Starlette's thread pool.
 """
 
@@ -30,6 +34,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from diversity_monitor.local import errors
+from diversity_monitor.local.access import RequestGuard, refusal_response
 from diversity_monitor.local.platform import LocalPlatform, StackError
 from diversity_monitor.local.protocols import (
     CODECS,
@@ -56,6 +61,8 @@ _NOT_FORWARDED = frozenset({
     "transfer-encoding", "upgrade", "expect", "host", "content-length",
 })
 _ALL_METHODS = ["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"]
+# Answers never approve a cross-origin read (moto's server approves every origin).
+_CORS_PREFIX = "access-control-"
 
 
 def signing_name(request: WireRequest) -> str | None:
@@ -70,6 +77,7 @@ def signing_name(request: WireRequest) -> str | None:
 class Gateway:
     def __init__(self, platform: LocalPlatform) -> None:
         self.platform = platform
+        self.guard = RequestGuard(platform.credentials, int(platform.url.rsplit(":", 1)[1]))
         self._moto = urllib3.PoolManager(maxsize=32, retries=False, timeout=urllib3.Timeout(connect=5.0, read=300.0))
 
     # --- identification -----------------------------------------------------------------------
@@ -89,9 +97,32 @@ class Gateway:
                     return service, found[0], codec, found[1]
         return None
 
+    # --- access -------------------------------------------------------------------------------
+
+    def refused(self, request: WireRequest) -> WireResponse | None:
+        """The refusal answer for a request that fails `access.RequestGuard`, else None."""
+        refusal = self.guard.check(request)
+        if refusal is None:
+            return None
+        log.warning("refused %s %s: %s", request.method, request.path, refusal.message)
+        return refusal_response(refusal, self._error_codec(request))
+
+    def _error_codec(self, request: WireRequest):
+        """(codec, protocol, model) the request was written in, so boto3 reads the refusal; None
+        for what only moto answers (S3's XML errors fit those)."""
+        found = self.identify(request)
+        if found is None:
+            return None
+        service, _, codec, _ = found
+        protocol = next(name for name, known in CODECS.items() if known is codec)
+        return codec, protocol, service_model(service)
+
     # --- dispatch -----------------------------------------------------------------------------
 
     def dispatch(self, request: WireRequest) -> WireResponse:
+        refusal = self.refused(request)
+        if refusal is not None:
+            return refusal
         found = self.identify(request)
         signed_for = signing_name(request)
         if found is None:
@@ -145,7 +176,8 @@ class Gateway:
         except urllib3.exceptions.HTTPError as error:
             message = f"moto at {self.platform.moto_url} did not answer: {error}"
             return WireResponse(502, [("Content-Type", "text/plain")], message.encode())
-        out = [(key, value) for key, value in answer.headers.items() if key.lower() not in _NOT_FORWARDED - {"content-length"}]
+        out = [(key, value) for key, value in answer.headers.items()
+               if key.lower() not in _NOT_FORWARDED - {"content-length"} and not key.lower().startswith(_CORS_PREFIX)]
         if request.method != "HEAD" and not any(key.lower() == "content-length" for key, _ in out):
             out.append(("Content-Length", str(len(answer.data))))
         return WireResponse(answer.status, out, answer.data)
@@ -160,26 +192,41 @@ def _to_starlette(response: WireResponse, head: bool = False) -> Response:
     return out
 
 
+async def _wire(request: Request) -> WireRequest:
+    return WireRequest(
+        method=request.method,
+        path=request.scope.get("raw_path", request.url.path.encode()).decode("latin-1").split("?", 1)[0],
+        query=request.scope.get("query_string", b"").decode("latin-1"),
+        headers=request.headers,
+        body=await request.body(),
+    )
+
+
 def create_app(platform: LocalPlatform) -> Starlette:
     gateway = Gateway(platform)
 
+    def guarded(route):
+        """A control route behind the same access checks as every AWS call."""
+        async def endpoint(request: Request) -> Response:
+            refusal = gateway.refused(await _wire(request))
+            if refusal is not None:
+                return _to_starlette(refusal)
+            return await route(request)
+        return endpoint
+
     async def everything(request: Request) -> Response:
-        wire = WireRequest(
-            method=request.method,
-            path=request.scope.get("raw_path", request.url.path.encode()).decode("latin-1").split("?", 1)[0],
-            query=request.scope.get("query_string", b"").decode("latin-1"),
-            headers=request.headers,
-            body=await request.body(),
-        )
-        response = await run_in_threadpool(gateway.dispatch, wire)
+        response = await run_in_threadpool(gateway.dispatch, await _wire(request))
         return _to_starlette(response, head=request.method == "HEAD")
 
+    @guarded
     async def status(request: Request) -> Response:
         return JSONResponse(await run_in_threadpool(platform.status))
 
+    @guarded
     async def clock(request: Request) -> Response:
         return JSONResponse({"now": platform.clock.now().isoformat(), "simulated": platform.clock.simulated})
 
+    @guarded
     async def advance(request: Request) -> Response:
         try:
             seconds = json.loads(await request.body()).get("seconds")

@@ -33,7 +33,7 @@ from pathlib import Path
 from botocore.exceptions import ClientError
 
 from diversity_monitor import storage
-from diversity_monitor.local import images
+from diversity_monitor.local import images, run_safety
 from diversity_monitor.local.capture_delivery import CaptureDelivery, deliver_leftovers
 from diversity_monitor.local.errors import ValidationError
 from diversity_monitor.local.platform import (
@@ -155,6 +155,11 @@ class Hosting:
     _executor: concurrent.futures.ThreadPoolExecutor = field(
         default_factory=lambda: concurrent.futures.ThreadPoolExecutor(max_workers=8, thread_name_prefix="deploy")
     )
+    # Every model server process launched and not yet reaped, live or still starting: a stop must
+    # reach those a deploy in progress has not made live yet, or they outlive the stack.
+    _processes: set = field(default_factory=set)
+    _processes_lock: threading.Lock = field(default_factory=threading.Lock)
+    _stopping: bool = False
 
     # --- what runtime reads ---
 
@@ -218,6 +223,10 @@ class Hosting:
         if model is None:
             raise DeploymentFailed(f"model {model_name!r} does not exist")
         container = _container(model)
+        # Again here: a model stored by an older stack (or restored from a state folder) was never checked.
+        problems = run_safety.environment_problems(container.get("Environment"), f"model {model_name!r} Environment")
+        if problems:
+            raise DeploymentFailed("; ".join(problems))
         spec = images.resolve(container["Image"])
         root = self._prepare_model(model_name, container)
         port = free_port()
@@ -228,7 +237,11 @@ class Hosting:
         }
         log_path = self.platform.jobs_dir / "endpoints" / endpoint_name / config["EndpointConfigName"] / f"{variant['VariantName']}.log"
         log_path.parent.mkdir(parents=True, exist_ok=True)
-        process = images.launch(spec, root, environment, SERVE_ARGUMENTS, log_path=log_path)
+        with self._processes_lock:
+            if self._stopping:
+                raise DeploymentFailed("the local stack is stopping")
+            process = images.launch(spec, root, environment, SERVE_ARGUMENTS, log_path=log_path)
+            self._processes = {known for known in self._processes if known.poll() is None} | {process}
         url = f"http://{LOOPBACK}:{port}"
         timeout = variant.get("ContainerStartupHealthCheckTimeoutInSeconds", DEFAULT_HEALTH_CHECK_SECONDS)
         try:
@@ -372,11 +385,20 @@ class Hosting:
         concurrent.futures.wait(pending.values())
 
     def stop(self) -> None:
+        with self._processes_lock:
+            self._stopping = True  # no deploy in progress starts another server from now on
+            launched = list(self._processes)
+        # In parallel: each gets SIGTERM and a grace period; one at a time would add them up.
+        stopping = [threading.Thread(target=stop_process, args=(process,)) for process in launched]
+        for thread in stopping:
+            thread.start()
+        for thread in stopping:
+            thread.join()
+        self._executor.shutdown(wait=True, cancel_futures=True)  # deploys in progress fail fast now
         for name in list(self._live):
             deployment = self._live.pop(name, None)
             if deployment:
                 deployment.stop()
-        self._executor.shutdown(wait=True, cancel_futures=True)
 
 
 def _resolved(image: str) -> str:
@@ -428,6 +450,7 @@ def create_model(platform: LocalPlatform, params: dict) -> dict:
         images.resolve(container["Image"])
     except images.ImageNotFound as error:
         raise ValidationError(f"Requested image {container['Image']} not found ({error}).") from None
+    run_safety.refuse(run_safety.environment_problems(container.get("Environment"), "Container Environment"))
     if "ModelDataSource" in container:
         raise ValidationError("the local stack reads model artifacts from ModelDataUrl (a model.tar.gz); ModelDataSource is not supported")
     if "ModelDataUrl" in container:

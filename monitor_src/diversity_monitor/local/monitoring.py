@@ -31,14 +31,13 @@ import logging
 from collections.abc import Callable
 from datetime import datetime, timezone
 
-from diversity_monitor.aws import container_paths
 from diversity_monitor.aws.schedule_expression import (
     Cadence,
     ScheduleExpressionError,
     check_schedule_config,
 )
 from diversity_monitor.clock import iso_z, parse_instant
-from diversity_monitor.local import hosting, images, processing
+from diversity_monitor.local import hosting, images, processing, run_safety
 from diversity_monitor.local.errors import ResourceInUse, ResourceNotFound, ValidationError
 from diversity_monitor.local.protocols import service_model
 
@@ -120,10 +119,13 @@ def _validate_definition(platform, definition: dict, cadence: Cadence) -> str:
     outputs = definition["MonitoringOutputConfig"]["MonitoringOutputs"]
     paths = {"EndpointInput.LocalPath": endpoint_input["LocalPath"]}
     paths.update({f"MonitoringOutputs[{n}].S3Output.LocalPath": out["S3Output"]["LocalPath"] for n, out in enumerate(outputs)})
-    for field, path in paths.items():
-        if not container_paths.is_processing_path(path):
-            raise ValidationError(f"{field} {path!r} must be under /opt/ml/processing/")
     app = definition["MonitoringAppSpecification"]
+    run_safety.refuse([
+        *run_safety.processing_path_problems(paths),
+        *run_safety.entrypoint_problems(app, "MonitoringAppSpecification"),
+        *run_safety.argument_problems(app.get("ContainerArguments"), "MonitoringAppSpecification.ContainerArguments"),
+        *run_safety.environment_problems(definition.get("Environment"), "Environment"),
+    ])
     for field in ("RecordPreprocessorSourceUri", "PostAnalyticsProcessorSourceUri"):
         if app.get(field):
             raise ValidationError(f"MonitoringAppSpecification.{field} applies only to AWS's built-in containers")

@@ -32,6 +32,7 @@ import urllib3
 from botocore.config import Config
 
 from diversity_monitor import clock as process_clock
+from diversity_monitor.local.access import StackCredentials
 from diversity_monitor.local.clock import Clock, SimulatedClock
 from diversity_monitor.local.protocols import isolated_botocore_session, service_model
 from diversity_monitor.local.store import Store
@@ -41,7 +42,8 @@ log = logging.getLogger(__name__)
 DEFAULT_PORT = 4566
 DEFAULT_REGION = "eu-west-1"
 ACCOUNT_ID = "123456789012"  # moto's default account: ARNs from moto and from us agree
-DUMMY_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
+# moto checks no signature: the stack's own clients to it (never exposed) sign with these.
+MOTO_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
 LOOPBACK = "127.0.0.1"
 
 # Modules that plug into the platform, in install order. Order matters for the clock: tick
@@ -95,8 +97,11 @@ class PortInUse(StackError):
 class LocalPlatform:
     account_id = ACCOUNT_ID
 
-    def __init__(self, state_dir: Path, clock: Clock, moto_url: str, url: str, region: str = DEFAULT_REGION) -> None:
+    def __init__(self, state_dir: Path, clock: Clock, moto_url: str, url: str, region: str = DEFAULT_REGION,
+                 credentials: StackCredentials | None = None) -> None:
         self.state_dir = Path(state_dir)
+        # What every client of the gateway signs with (`access`); generated if not given (tests).
+        self.credentials = credentials or StackCredentials.generate(region)
         self.jobs_dir = self.state_dir / "jobs"
         self.jobs_dir.mkdir(parents=True, exist_ok=True)
         self.store = Store(self.state_dir / "store")
@@ -134,7 +139,7 @@ class LocalPlatform:
     # --- helpers for modules ------------------------------------------------------------------
 
     def aws_client(self, service_name: str):
-        """A boto3 client talking to moto directly (dummy credentials, no retries of 500s); it
+        """A boto3 client talking to moto directly (moto's credentials, no retries of 500s); it
         reads nothing from this process's AWS_* variables or ~/.aws (`isolated_botocore_session`)."""
         with self._clients_lock:
             client = self._clients.get(service_name)
@@ -143,8 +148,8 @@ class LocalPlatform:
                     service_name,
                     endpoint_url=self.moto_url,
                     region_name=self.region,
-                    aws_access_key_id=DUMMY_CREDENTIALS["AWS_ACCESS_KEY_ID"],
-                    aws_secret_access_key=DUMMY_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+                    aws_access_key_id=MOTO_CREDENTIALS["AWS_ACCESS_KEY_ID"],
+                    aws_secret_access_key=MOTO_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
                     config=Config(retries={"max_attempts": 1}),
                 )
                 self._clients[service_name] = client
@@ -162,7 +167,7 @@ class LocalPlatform:
         """Variables that point boto3 at this stack (what `local up` prints as exports)."""
         return {
             "AWS_ENDPOINT_URL": self.url,
-            **DUMMY_CREDENTIALS,
+            **self.credentials.environment(),
             "AWS_DEFAULT_REGION": self.region,
             "AWS_REGION": self.region,
         }

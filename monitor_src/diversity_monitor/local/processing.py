@@ -7,8 +7,10 @@ Processing contract promises a container [PROC]:
 
 - every S3 input is copied under its `LocalPath` (all `/opt/ml/processing/...`), the job's
   settings are written to `/opt/ml/config/processingjobconfig.json`;
-- the image's ENTRYPOINT (or `ContainerEntrypoint`) runs with `ContainerArguments` and the job's
-  `Environment`, with `/opt/ml` mapped to the job folder (`images`, `container_paths`);
+- the image's ENTRYPOINT runs with `ContainerArguments` and the job's `Environment`, with
+  `/opt/ml` mapped to the job folder (`images`, `container_paths`); a `ContainerEntrypoint`, an
+  environment key that changes how a process starts, or a path leaving `/opt/ml` fails the job
+  before anything runs (`run_safety`: here they would act on the host);
 - past `MaxRuntimeInSeconds` the process group is stopped and the job fails;
 - exit code 0 completes the job and uploads every `LocalPath` output to its `S3Uri`; any other
   code fails it with `AlgorithmError`; `/opt/ml/output/message` becomes `ExitMessage` (1 KB).
@@ -27,6 +29,7 @@ import dataclasses
 import functools
 import json
 import logging
+import posixpath
 import subprocess
 import threading
 from collections.abc import Iterable, Iterator
@@ -39,7 +42,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from diversity_monitor.aws import container_paths
 from diversity_monitor.clock import iso_z, parse_instant
 from diversity_monitor.conventions import METRICS_NAMESPACE  # where the platform publishes a container's metrics
-from diversity_monitor.local import images, metric_data
+from diversity_monitor.local import images, metric_data, run_safety
 from diversity_monitor.local.clock import Clock
 from diversity_monitor.local.platform import stop_process
 from diversity_monitor.local.protocols import service_model, validate
@@ -98,7 +101,11 @@ class JobFolder:
         return self.path / "container.log"
 
     def local(self, container_path: str | PurePosixPath) -> Path:
-        return container_paths.resolve(container_path, root=self.root)
+        """The job folder's file for a container path; a path leaving /opt/ml (`..`) is refused."""
+        if not run_safety.within(str(container_path)):
+            raise JobError(f"ClientError: {container_path} leaves /opt/ml once normalised; locally it would be this "
+                           "machine's file")
+        return container_paths.resolve(posixpath.normpath(str(container_path)), root=self.root)
 
 
 def job_folder(host: JobHost, job_name: str) -> JobFolder:
@@ -152,9 +159,20 @@ def _run(host: JobHost, record: dict, folder: JobFolder) -> dict:
         spec = images.resolve(app["ImageUri"])
     except images.ImageNotFound as error:
         raise JobError(f"ClientError: {error}") from error
-    if app.get("ContainerEntrypoint"):
-        # `docker run --entrypoint` also drops the image's CMD.
-        spec = dataclasses.replace(spec, entrypoint=tuple(app["ContainerEntrypoint"]), cmd=())
+    # Whoever described the job (the monitoring scheduler, a handler), nothing it names runs on the host.
+    local_paths = {f"ProcessingInputs[{n}].S3Input.LocalPath": item["S3Input"]["LocalPath"]
+                   for n, item in enumerate(record.get("ProcessingInputs", [])) if "S3Input" in item}
+    local_paths.update({f"ProcessingOutputConfig.Outputs[{n}].S3Output.LocalPath": item["S3Output"]["LocalPath"]
+                        for n, item in enumerate(record.get("ProcessingOutputConfig", {}).get("Outputs", []))
+                        if "S3Output" in item})
+    problems = [
+        *run_safety.entrypoint_problems(app, "AppSpecification"),
+        *run_safety.argument_problems(app.get("ContainerArguments"), "AppSpecification.ContainerArguments"),
+        *run_safety.environment_problems(record.get("Environment"), "Environment"),
+        *run_safety.processing_path_problems(local_paths),
+    ]
+    if problems:
+        raise JobError(f"ClientError: {'; '.join(problems)}")
 
     folder.root.mkdir(parents=True, exist_ok=True)
     s3 = host.aws_client("s3")
@@ -244,6 +262,9 @@ def _run_container(host: JobHost, spec: images.ImageSpec, record: dict, folder: 
         raise JobError(
             f"ClientError: the job ran longer than StoppingCondition.MaxRuntimeInSeconds ({max_runtime} s) and was stopped"
         ) from None
+    except BaseException:  # the stack is being stopped (a signal): the container must not outlive it
+        stop_process(process, grace=STOP_GRACE_SECONDS)
+        raise
     finally:
         with _running_lock:
             _running.pop(name, None)
@@ -289,7 +310,10 @@ def _upload_output(s3, job_output: dict, folder: JobFolder) -> None:
     location = _s3_location(destination["S3Uri"], f"output {job_output.get('OutputName')!r}")
     source = folder.local(destination["LocalPath"])
     prefix = location.key.rstrip("/")
-    for path in sorted(source.rglob("*")) if source.is_dir() else []:
+    for path in sorted(source.rglob("*")) if source.is_dir() and not source.is_symlink() else []:
+        if path.is_symlink():  # locally a link can point at any file of this machine
+            raise JobError(f"ClientError: output {job_output.get('OutputName')!r} holds a symbolic link "
+                           f"({path.relative_to(source).as_posix()}); the local stack uploads regular files only")
         if not path.is_file():
             continue
         key = "/".join(filter(None, [prefix, path.relative_to(source).as_posix()]))

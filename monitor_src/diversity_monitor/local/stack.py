@@ -1,7 +1,8 @@
 """The running local stack: `start_stack` starts moto, the stand-in modules and the gateway.
 
 `start_stack(state_dir, port, clock)` starts moto (a child process on a free loopback port, so
-its in-memory state is this stack's alone), restores S3, SNS and SQS from the state folder,
+its in-memory state is this stack's alone), loads the state folder's credentials (generating them
+at its first start, `access`), restores S3, SNS and SQS from the state folder,
 installs the modules (metric data and alarms come back with theirs), redeploys endpoints that
 were in service, and serves the gateway on 127.0.0.1:port. The snapshot is saved at every full
 hour of the clock and at stop (`snapshot`).
@@ -11,16 +12,20 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
 from diversity_monitor import clock as process_clock
 from diversity_monitor.local import metric_data, snapshot
+from diversity_monitor.local.access import CredentialsFileError, StackCredentials, load_or_create_credentials
 from diversity_monitor.local.clock import Clock, RealClock, SimulatedClock
 from diversity_monitor.local.gateway import GatewayServer
 from diversity_monitor.local.platform import (
@@ -106,6 +111,15 @@ class RunningStack:
         finally:
             self._moto.stop()
 
+    @property
+    def credentials(self) -> StackCredentials:
+        """What a client signs with: `boto3.client(..., endpoint_url=stack.url, **stack.client_arguments())`."""
+        return self.platform.credentials
+
+    def client_arguments(self) -> dict[str, str]:
+        return {"aws_access_key_id": self.credentials.access_key_id,
+                "aws_secret_access_key": self.credentials.secret_access_key, "region_name": self.platform.region}
+
     def __enter__(self) -> RunningStack:
         return self
 
@@ -123,12 +137,16 @@ def start_stack(
     state_dir = Path(state_dir).resolve()
     state_dir.mkdir(parents=True, exist_ok=True)
     clock = clock or RealClock()
+    try:
+        credentials = load_or_create_credentials(state_dir, region)
+    except CredentialsFileError as error:
+        raise StackError(str(error)) from None
     sock = bind_loopback(port)  # first: a taken port fails before anything starts
     url = f"http://{LOOPBACK}:{sock.getsockname()[1]}"
     moto = None
     try:
         moto = MotoProcess(state_dir / "logs" / "moto.log")
-        platform = LocalPlatform(state_dir, clock, moto.url, url, region)
+        platform = LocalPlatform(state_dir, clock, moto.url, url, region, credentials)
         restore_state(platform)
         installed = install_modules(platform)
         # Subscribed last, so it sees what every module wrote at that minute.
@@ -178,3 +196,37 @@ def parse_clock(start: str | None) -> Clock:
     except ValueError:
         raise StackError(f"simulated clock start {start!r} is not an ISO-8601 instant (e.g. 2027-10-31T06:00:00Z)") from None
     return SimulatedClock(moment.astimezone(timezone.utc))
+
+
+# --- stopping on a signal ---------------------------------------------------------------------
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+class Interrupted(KeyboardInterrupt):
+    """A stop signal arrived; raised in the main thread like Ctrl-C's KeyboardInterrupt, so every
+    `with start_stack(...)` on the way out stops moto, the model servers and the jobs."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+        self.signal_name = signal.Signals(signum).name
+
+
+@contextmanager
+def stopped_by_signals() -> Iterator[None]:
+    """SIGINT, SIGTERM and SIGHUP (Ctrl-C, a `timeout` or `kill`, a closed terminal) raise
+    `Interrupted` in the main thread. Python's default for SIGTERM and SIGHUP is to die on the
+    spot, leaving the stack's child processes (in their own sessions) running and their ports
+    taken. Further signals are ignored while the stack stops, so the clean-up is not cut short."""
+    def interrupt(signum, _frame):
+        for other in STOP_SIGNALS:
+            signal.signal(other, signal.SIG_IGN)
+        raise Interrupted(signum)
+
+    previous = {sig: signal.signal(sig, interrupt) for sig in STOP_SIGNALS}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
