@@ -249,8 +249,10 @@ def apply_dashboard(spec: MonitorSpec, alarm_names: Sequence[str], client=None) 
     """Create the dashboard, update it when its body differs, or leave it: idempotent."""
     client = client or boto3.client("cloudwatch")
     region = client.meta.region_name
-    alarm_arns = [alarm["AlarmArn"] for alarm in client.describe_alarms(
-        AlarmNames=list(alarm_names), AlarmTypes=["MetricAlarm"])["MetricAlarms"]] if alarm_names else []
+    found = client.describe_alarms(AlarmNames=list(alarm_names), AlarmTypes=["MetricAlarm", "CompositeAlarm"]) \
+        if alarm_names else {}
+    # the children and the composite that pages: the status row shows which signal fired
+    alarm_arns = [alarm["AlarmArn"] for alarm in found.get("MetricAlarms", []) + found.get("CompositeAlarms", [])]
     others = other_monitor_metrics(spec, client)
     body = dashboard_body(spec, region, sorted(alarm_arns), others)
     name = dashboard_name(spec.endpoint_name)
