@@ -298,9 +298,10 @@ def test_schedule_notebook_creates_the_dashboard_once(schedule_runs):
     assert [d["DashboardName"] for d in cloudwatch.list_dashboards()["DashboardEntries"]] == [name]
     body = stored_dashboard()
     assert body_problems(body) == []
-    alarm_arns = {a["AlarmArn"] for a in cloudwatch.describe_alarms(AlarmNamePrefix=ENDPOINT)["MetricAlarms"]}
+    described = cloudwatch.describe_alarms(AlarmNamePrefix=ENDPOINT, AlarmTypes=["MetricAlarm", "CompositeAlarm"])
+    alarm_arns = {a["AlarmArn"] for a in described["MetricAlarms"] + described["CompositeAlarms"]}
     [status] = [w["properties"] for w in body["widgets"] if w["type"] == "alarm"]
-    assert set(status["alarms"]) == alarm_arns and len(alarm_arns) == 2
+    assert set(status["alarms"]) == alarm_arns and len(alarm_arns) == 8  # seven children and the composite
     diversity = next(w["properties"] for w in body["widgets"] if w["type"] == "metric")
     assert diversity["annotations"]["horizontal"][0]["value"] == 4.0  # the floor the alarm uses
     assert RUNBOOK_URL in body["widgets"][0]["properties"]["markdown"]
