@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from diversity_monitor.local.platform import free_port
@@ -9,6 +11,13 @@ from helpers.aws import REGION
 
 # The monitoring job's test world (an endpoint server, inputs in moto): fixtures shared by test files.
 pytest_plugins = ["helpers.job_env", "helpers.browser"]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def own_stack_registry(tmp_path_factory):
+    """Stacks the tests start (`local up`) register in a registry of the tests' own, never in the
+    developer's (`aws.local_stacks`: $XDG_STATE_HOME); subprocesses inherit it."""
+    os.environ["XDG_STATE_HOME"] = str(tmp_path_factory.mktemp("state-home"))
 
 
 @pytest.fixture(scope="session")

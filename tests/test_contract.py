@@ -62,7 +62,7 @@ def context(arguments=(), **env) -> MonitoringContext:
     (["--output-hour-folder"], {"end_time": None, "start_time": None}, "--output-hour-folder writes under yyyy/mm/dd/HH/"),
     (["--concurrency", "2", "--replay-processes", "3"], {}, "--replay-processes 3 is more than --concurrency 2: "
                                                           "each process needs at least one call in flight"),
-    (["--replay-processes", "0"], {}, "--replay-processes must be at least 1, got 0"),
+    (["--replay-processes", "0"], {}, "--replay-processes must be between 1 and 64, got 0"),
 ])
 def test_bad_arguments_are_named(arguments, env, problem):
     with pytest.raises(ContractError) as raised:
@@ -207,5 +207,5 @@ def test_replay_settings_for_code_uses_the_command_lines_defaults_and_checks():
     assert contract.replay_settings_for("v", "c", top_k=None) == contract.replay_settings_for("v", "c")  # None: default
     with pytest.raises(ContractError, match="'topk' is not a replay setting"):
         contract.replay_settings_for("v", "c", topk=3)
-    with pytest.raises(ContractError, match="--concurrency must be at least 1"):
+    with pytest.raises(ContractError, match="--concurrency must be between 1 and 1024, got 0"):
         contract.replay_settings_for("v", "c", concurrency=0)

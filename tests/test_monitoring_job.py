@@ -298,29 +298,52 @@ def stack_env_vars() -> dict[str, str]:
 
 # --- runs that fail -----------------------------------------------------------------------------
 
-def test_report_timeout_fails_the_run_and_keeps_the_partial_notebook(stack_env, tmp_path, monkeypatch):
-    # Slow endpoint: 40 sessions x 1.5 s / 2 in flight = 30 s, far past a 3 s cell timeout.
-    slow = RuntimeServer(free_port(), latency_ms=1500).start()
-    try:
-        monkeypatch.setenv("AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME", slow.url)
-        args = ARGS[:-2] + ["--concurrency", "2", "--report-timeout", "3"]
-        run = run_monitor_container(tmp_path / "job", model_monitor_env("healthy-recs"), args)
-    finally:
-        slow.stop()
+def test_report_timeout_fails_the_run_and_keeps_the_partial_notebook(stack_env, tmp_path):
+    # A test-only IPython startup file hangs the slot-collapse cell, past a 5 s report timeout.
+    startup = tmp_path / "ipython/profile_default/startup"
+    startup.mkdir(parents=True)
+    (startup / "00-hang.py").write_text(
+        "import time\n"
+        "def _hang(info):\n"
+        "    if 'slot_collapse_figure(' in (info.raw_cell or ''):\n"
+        "        time.sleep(120)\n"
+        "get_ipython().events.register('pre_run_cell', _hang)\n"
+    )
+    env = model_monitor_env("healthy-recs", IPYTHONDIR=str(tmp_path / "ipython"))
+    run = run_monitor_container(tmp_path / "job", env, ARGS + ["--report-timeout", "5"])
     assert run.returncode == 1
-    assert run.message.startswith("Failed: report notebook failed (papermill exit 1)")
-    assert "Timeout" in run.message or "timed out" in run.message
+    assert run.message.startswith("Failed: report notebook ("), run.message
+    assert "CellTimeoutError" in run.message, run.message
     assert (run.output / "report.ipynb").exists() and (run.output / "report.html").exists()
     assert not run.metric_lines
     assert_no_invalid_call(run.audit)
+
+
+def test_a_slow_endpoint_spends_the_replay_budget_and_the_run_reports_it(stack_env, tmp_path, monkeypatch):
+    # Issue 14: a slow replay used to die on the report timeout; its budget (60% of the report timeout)
+    # now ends it, and the run completes reporting the sessions it could not replay.
+    slow = RuntimeServer(free_port(), latency_ms=3000).start()
+    try:
+        monkeypatch.setenv("AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME", slow.url)
+        args = ARGS[:-2] + ["--concurrency", "2", "--report-timeout", "40"]  # 40 x 3 s / 2 = 60 s > 24 s
+        run = run_monitor_container(tmp_path / "job", model_monitor_env("healthy-recs"), args)
+    finally:
+        slow.stop()
+    assert run.returncode == 0, run.log
+    assert run.message == "CompletedWithViolations: Job completed successfully with 1 violations."
+    custom = run.json("statistics.json")["diversity_monitor"]
+    assert 0 < custom["sessions_succeeded"] < 40 and "ReplayBudgetSpent" in custom["replay_errors"], custom
+    (violation,) = run.json("constraint_violations.json")["violations"]
+    assert violation["constraint_check_type"] == "completeness_check"
 
 
 def test_a_failing_report_cell_fails_the_run_and_keeps_the_partial_notebook(stack_env, tmp_path):
     # A broken image setting makes the histogram cell raise after the replay has been measured.
     run = run_monitor_container(tmp_path / "job", model_monitor_env("healthy-recs", MPLBACKEND="no_such_backend"), ARGS)
     assert run.returncode == 1, run.log
-    assert run.message.startswith("Failed: report notebook failed (papermill exit 1): ")
-    assert "no_such_backend" in run.message, run.message
+    assert run.message.startswith("Failed: report notebook "), run.message
+    assert run.message.endswith("(papermill exit 1); the partial report.ipynb and the job log say more"), run.message
+    assert "no_such_backend" in run.log and "no_such_backend" not in run.message  # the error's words: the log's
     assert (run.output / "report.ipynb").exists() and (run.output / "report.html").exists()
     assert not run.metric_lines
     assert_no_invalid_call(run.audit)
@@ -341,8 +364,8 @@ def test_a_dead_kernel_fails_the_run(stack_env, tmp_path):
     run = run_monitor_container(tmp_path / "job", model_monitor_env("healthy-recs", IPYTHONDIR=str(tmp_path / "ipython")),
                                 ARGS)
     assert run.returncode == 1, run.log
-    assert run.message == "Failed: report notebook's kernel died (papermill exit 138): " \
-                          "nbclient.exceptions.DeadKernelError: Kernel died"
+    assert run.message == "Failed: report notebook (replay): DeadKernelError (papermill exit 138); " \
+                          "the partial report.ipynb and the job log say more"
     assert (run.output / "report.ipynb").exists()
     assert not (run.output / "statistics.json").exists() and not run.metric_lines
     assert_no_invalid_call(run.audit)
@@ -354,8 +377,9 @@ def test_put_metric_data_failure_is_a_named_failure(stack_env, tmp_path, runtime
     run = run_monitor_container(tmp_path / "job", env, ARGS + ["--put-metric-data"])
     assert run.returncode == 1, run.log
     assert run.message.startswith(
-        "Failed: publishing metrics: PutMetricData to aws/sagemaker/Endpoints/data-metrics (request 1 of 1) failed: "
-        "AccessDeniedException"), run.message
+        "Failed: publishing metrics: MetricsError: PutMetricData to aws/sagemaker/Endpoints/data-metrics "
+        "(request 1 of 1) failed: AccessDeniedException"), run.message
+    assert "arn:aws" not in run.message and "arn:aws:sts::123456789012" in run.log  # the ARN: the log's
     assert REPORT_FILES <= {p.name for p in run.output.iterdir()}  # the report is kept for the on-call
     assert_every_call_valid(run.audit, {"PutMetricData"})
 
@@ -468,7 +492,8 @@ def test_bad_input_fails_the_run_with_a_named_error(stack_env, tmp_path, setup, 
     run = run_monitor_container(job, model_monitor_env("healthy-recs", **env_overrides), args + arguments)
     assert run.returncode == 1, run.log
     assert run.message.startswith("Failed: bad input: "), run.message
-    assert expected in run.message, run.message
+    assert expected in run.log, run.log  # the whole error in the job log...
+    assert "s3://" not in run.message  # ...the message names the stage and class, no URI
     assert len(run.message.encode()) <= 1024
     assert "Traceback" not in run.log
     assert not (run.output / "statistics.json").exists()
@@ -606,7 +631,7 @@ def test_an_unforeseen_error_still_ends_as_a_message(tmp_path, monkeypatch, caps
                               {"sagemaker_endpoint_name": "healthy-recs", "output_path": str(tmp_path / "out")})
     assert code == 1
     message = (tmp_path / "output/message").read_bytes()
-    assert len(message) <= 1024 and message.decode("utf-8").startswith("Failed: LookupError: ééé")
+    assert len(message) <= 1024 and message.decode("utf-8") == "Failed: bad input: LookupError (details in the job log)"
     assert "Traceback" in capsys.readouterr().err
 
 

@@ -145,7 +145,7 @@ def test_a_crafted_schedule_name_fails_the_run_before_anything_is_written(stack_
     env = model_monitor_env("healthy-recs", sagemaker_monitoring_schedule_name="x<img src=x onerror=alert(1)>")
     run = run_monitor_container(tmp_path / "job", env, ARGS)
     assert run.returncode == 1
-    assert run.message.startswith("Failed: bad input: environment variable sagemaker_monitoring_schedule_name=")
+    assert run.message.startswith("Failed: bad input: ContractError: environment variable sagemaker_monitoring_schedule_name=")
     assert "is neither a Model Monitor schedule name" in run.message
     assert not run.output.exists() or not any(run.output.iterdir())
 

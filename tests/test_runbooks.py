@@ -314,8 +314,12 @@ def test_failed_job_runbook_names_missing_capture(drill):
     no_data = drill["no_data"]
     assert no_data.error is None, no_data.error
     assert "FailureReason: `Job inputs had no data`" in no_data.text
-    assert "Window analysed: 2027-10-31T05:00:00Z to 2027-10-31T06:00:00Z" in no_data.text
+    # The schedule analyses its hour plus two (issue 14: a quiet hour must not stop the monitor).
+    assert "Window analysed: 2027-10-31T03:00:00Z to 2027-10-31T06:00:00Z" in no_data.text
     assert "LIKELY CAUSE: No captured data in the window" in no_data.text
+    assert "no replay runs" in no_data.text  # never "harmless"
+    # Nothing was ever captured before 06:00: a quiet endpoint, restarted with one replay.
+    assert "**QUIET**: QUIET ENDPOINT" in no_data.text and "diversity-monitor replay" in no_data.text
     assert "AllTraffic/2027/10/31/05/: 0 object(s)" in no_data.text
     assert not no_data.invalid, no_data.invalid
     assert {"ListMonitoringExecutions", "DescribeEndpoint", "ListObjectsV2", "InvokeEndpoint"} <= no_data.operations

@@ -24,6 +24,17 @@ def parse_instant(text: str) -> datetime:
     return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
 
 
+def start_at(instant: str | datetime | None) -> datetime:
+    """Make this process's "now" `instant`, running forward from there (a notebook's `as_of`: read a
+    runbook as of the local stack's simulated moment); None leaves the clock as it is."""
+    global _started_monotonic
+    if instant is not None:
+        moment = parse_instant(instant) if isinstance(instant, str) else as_utc(instant)
+        os.environ[NOW_ENV] = moment.isoformat()
+        _started_monotonic = time.monotonic()
+    return utcnow()
+
+
 def utcnow() -> datetime:
     start = os.environ.get(NOW_ENV)
     if not start:

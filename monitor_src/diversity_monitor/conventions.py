@@ -11,6 +11,7 @@ from datetime import datetime, timezone
 
 # --- what the monitor measures ----------------------------------------------------------------
 DEFAULT_TOP_K = 10  # list length that counts (`--top-k`)
+MAX_TOP_K = 1000  # the longest top list any command measures (a histogram has k + 1 slots)
 DEFAULT_MIN_DIVERSITY = 4.0  # the floor: mean categories per top-k (`--min-diversity`, the alarm's threshold)
 DEFAULT_MIN_SUCCESS_RATE = 0.95  # replayed share below which diversity is not published (`--min-success-rate`)
 # Baselines (`baseline --mean-tolerance / --slot-margin`, notebook 02) and the deploy gate (`baseline-gate`).
@@ -40,6 +41,18 @@ MAX_SHORT_LIST_SHARE = 0.05  # lists with fewer than k articles (empty ones incl
 # InvokeEndpoint InferenceId prefix of every call the monitor makes: analyses of captured data
 # leave it out, so the monitor's own traffic is never counted as live traffic.
 REPLAY_INFERENCE_PREFIX = "diversity-replay-"
+
+# --- how much of an input the kit reads --------------------------------------------------------
+# Every input is read up to its cap and refused past it with an error naming it (a wrong S3 key on
+# a huge object must fail by name, not grow the process until the kernel kills it). Generous: about
+# 100 times the reference sizes (500 sessions are ~100 KB; 3000 articles ~100 KB; a baseline ~10 KB).
+MiB = 1024 * 1024
+MAX_VALIDATION_SET_BYTES = 256 * MiB
+MAX_CATALOG_BYTES = 256 * MiB
+MAX_JSON_DOCUMENT_BYTES = 16 * MiB  # statistics.json, constraints.json, a past report's files
+# One data-capture line holds a request and a response (each at most InvokeEndpoint's 6 MiB,
+# base64 adds a third) plus its envelope: a longer line is not a capture record.
+MAX_CAPTURE_LINE_BYTES = 32 * MiB
 
 # --- Model Monitor files and the run's report folder ------------------------------------------
 CUSTOM_BLOCK = "diversity_monitor"  # our figures inside statistics.json (the platform allows extra keys)
@@ -170,6 +183,14 @@ def dashboard_name(endpoint: str) -> str:
     """The endpoint's CloudWatch dashboard (notebook 03 creates it, the alarm runbook draws it)."""
     return f"{endpoint}-diversity"
 
+
+# --- the no-data loop -------------------------------------------------------------------------
+# An hour without captured data fails before any container starts ("Job inputs had no data"),
+# so no replay runs, so the next hour holds no replay traffic either: a quiet endpoint would stay
+# unmonitored by itself (platform-facts.md). The kit's schedules analyse this many hours beyond
+# their period (DataAnalysisStartTime), so any run's replay traffic in that span keeps the next
+# run alive; the live-traffic pass still judges one period (`--live-window`).
+ANALYSIS_WINDOW_EXTRA_HOURS = 2
 
 # --- what the platform says -------------------------------------------------------------------
 # An execution's FailureReason when the window has no captured data: no container starts.

@@ -13,9 +13,10 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlparse
+from urllib.parse import quote, urlparse
 
 import boto3
+from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 _local = threading.local()
@@ -65,21 +66,38 @@ def s3_client():
     return cached[1]
 
 
-def read_bytes(uri: str) -> bytes:
+class TooLarge(StorageError):
+    """An object past the size cap its reader set: the message names the URI and the cap."""
+
+
+def read_bytes(uri: str, limit: int | None = None) -> bytes:
+    """The whole object; with `limit`, at most that many bytes are read and a larger object is TooLarge.
+
+    S3 reads ask for one byte past the cap (a Range request), a local read stops there too, so a
+    wrong key on a huge object (or /dev/zero) costs at most `limit` bytes of memory.
+    """
     if is_s3(uri):
         location = S3Location.parse(uri)
+        extra = {} if limit is None else {"Range": f"bytes=0-{limit}"}
         try:
-            return s3_client().get_object(Bucket=location.bucket, Key=location.key)["Body"].read()
+            data = s3_client().get_object(Bucket=location.bucket, Key=location.key, **extra)["Body"].read()
         except (ClientError, BotoCoreError) as error:
+            if getattr(error, "response", {}).get("Error", {}).get("Code") == "InvalidRange":  # an empty object
+                return b""
             raise StorageError(f"cannot read {uri}: {_describe(error)}") from error
-    try:
-        return Path(uri).read_bytes()
-    except OSError as error:
-        raise StorageError(f"cannot read {uri}: {error.strerror or error}") from error
+    else:
+        try:
+            with open(uri, "rb") as handle:
+                data = handle.read() if limit is None else handle.read(limit + 1)
+        except OSError as error:
+            raise StorageError(f"cannot read {uri}: {error.strerror or error}") from error
+    if limit is not None and len(data) > limit:
+        raise TooLarge(f"{uri} is larger than {limit:,} bytes, the most read for it: is it the right object?")
+    return data
 
 
-def read_text(uri: str) -> str:
-    data = read_bytes(uri)
+def read_text(uri: str, limit: int | None = None) -> str:
+    data = read_bytes(uri, limit)
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as error:
@@ -99,27 +117,52 @@ def write_bytes(uri: str, data: bytes, *, overwrite: bool = True) -> None:
         return
     path = Path(uri)
     path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        with open(path, "wb" if overwrite else "xb") as handle:
+    if overwrite:
+        with open(path, "wb") as handle:
             handle.write(data)
+        return
+    create_exclusively(path, data)
+
+
+# Created, never opened: an existing file, or a link (even one pointing nowhere), is refused.
+_EXCLUSIVE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+
+
+def create_exclusively(path: Path, data: bytes) -> int:
+    """Write a new local file; StorageError if anything (a file, a dangling symlink) has the name.
+
+    O_EXCL with O_CREAT never follows a final symlink, so a link planted in an output folder
+    cannot make the write land outside it. Returns the size.
+    """
+    try:
+        descriptor = os.open(path, _EXCLUSIVE, 0o644)
     except FileExistsError as error:
-        raise StorageError(f"{uri} already exists; not overwriting it") from error
+        what = "a symbolic link" if os.path.islink(path) else "a file"
+        raise StorageError(f"{path} already exists ({what}); not overwriting it") from error
+    with os.fdopen(descriptor, "wb") as handle:
+        handle.write(data)
+    return len(data)
 
 
-def write_file_atomically(path: Path, data: bytes) -> int:
+def write_file_atomically(path: Path, data: bytes, *, exclusive: bool = False) -> int:
     """Write a local file under a temporary name beside it, then rename: readers see all of it or none.
 
     A full disk or a stop leaves no half-written file under the real name (the temporary one is
-    removed) and raises the OSError. Returns the size.
+    removed) and raises the OSError. `exclusive`: the name must be free (a file or any symlink there
+    is a FileExistsError; a hard link, not a rename, puts the file in place). Returns the size.
     """
     path = Path(path)
     temporary = path.with_name(f".{path.name}.{os.getpid()}.partial")
     try:
-        with open(temporary, "xb") as handle:
+        with os.fdopen(os.open(temporary, _EXCLUSIVE, 0o644), "wb") as handle:
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
-        os.replace(temporary, path)
+        if exclusive:
+            os.link(temporary, path, follow_symlinks=False)  # fails on anything at `path`, links included
+            temporary.unlink()
+        else:
+            os.replace(temporary, path)
     except BaseException:
         try:
             temporary.unlink()
@@ -180,3 +223,25 @@ def _(error: ClientError) -> str:
 @_describe.register
 def _(error: BotoCoreError) -> str:
     return f"{type(error).__name__}: {error}"  # connection refused, no credentials, a response cut short
+
+
+# --- links a person can open -------------------------------------------------------------------
+
+LINK_EXPIRY_SECONDS = 7 * 24 * 3600  # SigV4 query signatures last at most a week
+CONSOLE_OBJECT_URL = "https://{region}.console.aws.amazon.com/s3/object/{bucket}?region={region}&prefix={key}"
+
+
+def browser_url(uri: str) -> str:
+    """A link a browser opens for `uri`: on AWS, the object's page in the S3 console (the on-call's
+    own sign-in applies); where boto3 is pointed elsewhere (the local stack), a presigned GET of the
+    object itself; a local path, its file:// URL."""
+    if not is_s3(uri):
+        return Path(uri).resolve().as_uri()
+    bucket, _, key = uri[len("s3://"):].partition("/")
+    if not os.environ.get("AWS_ENDPOINT_URL"):
+        region = boto3.session.Session().region_name or "us-east-1"
+        return CONSOLE_OBJECT_URL.format(region=region, bucket=bucket, key=quote(key, safe="/"))
+    # SigV4 query signing (botocore would presign SigV2 against a custom endpoint); no credentials in the link.
+    signer = boto3.session.Session().client("s3", config=Config(signature_version="s3v4"))
+    return signer.generate_presigned_url("get_object", Params={"Bucket": bucket, "Key": key},
+                                         ExpiresIn=LINK_EXPIRY_SECONDS)

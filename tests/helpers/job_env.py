@@ -43,6 +43,7 @@ def fresh_runtime(runtime):
     runtime.calls.clear()
     runtime.invocations = 0
     runtime.inference_ids.clear()
+    runtime.bodies.clear()
     runtime.target_variants.clear()
     runtime.control_plane_calls.clear()
     runtime.on_invoke = None

@@ -10,6 +10,8 @@ name so one server covers the cases the job must handle:
 - `truncated-*`: the response declares more bytes than it sends, then the connection closes;
 - `hostile-*`: everyone gets the same list of `HOSTILE_ARTICLES`, ids carrying HTML (a report must
   show them as text);
+- `trickle-*`: a healthy answer sent one byte every `TRICKLE_INTERVAL` seconds: every socket read
+  succeeds, so only a wall-clock deadline per call ends it;
 - anything else: "Could not find endpoint" as SageMaker answers.
 Latency can be added with `latency_ms` via the server's constructor (benchmarks); `on_invoke`
 is called with (endpoint, call number) before each answer, for tests that change the world
@@ -30,9 +32,10 @@ from collections import Counter
 import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
+TRICKLE_INTERVAL = 0.5  # seconds between the bytes of a `trickle-*` answer
 CATEGORIES = ["news", "sports", "finance", "lifestyle", "health", "travel", "weather", "autos", "tv", "music"]
 ARTICLES_PER_CATEGORY = 20
 
@@ -89,6 +92,8 @@ class RuntimeServer:
         self.on_invoke = on_invoke
         self.calls: Counter = Counter()
         self.invocations = 0
+        self.bodies: list[bytes] = []  # every InvokeEndpoint body exactly as received
+        self.trickles_open = 0  # `trickle-*` answers still being sent
         self.inference_ids: list[str] = []
         self.target_variants: list[str | None] = []
         self.control_plane_calls: list[str] = []
@@ -120,7 +125,8 @@ class RuntimeServer:
         name = request.path_params["name"]
         if self.latency:
             await asyncio.sleep(self.latency)
-        body = json.loads(await request.body())
+        raw = await request.body()
+        body = json.loads(raw)
         user = body.get("user_id", "")
         inference_id = request.headers.get("x-amzn-sagemaker-inference-id", "")
         with self._lock:
@@ -128,6 +134,7 @@ class RuntimeServer:
             self.invocations += 1
             attempt, number = self.calls[(name, user)], self.invocations
             self.inference_ids.append(inference_id)
+            self.bodies.append(raw)
             self.target_variants.append(request.headers.get("x-amzn-sagemaker-target-variant"))
         if self.on_invoke is not None:
             await asyncio.to_thread(self.on_invoke, name, number)
@@ -153,6 +160,10 @@ class RuntimeServer:
             return _error("ThrottlingException", "Rate exceeded", 400)
         elif kind == "throttled":
             articles = healthy_list(user, k)
+        elif kind == "trickle":
+            payload = json.dumps({"recommendations": [{"article_id": a} for a in healthy_list(user, k)]}).encode()
+            return StreamingResponse(self._trickle(payload), media_type="application/json",
+                                     headers={"content-length": str(len(payload))})
         elif kind == "truncated":
             body = json.dumps({"recommendations": [{"article_id": a} for a in healthy_list(user, k)]}).encode()
             return Response(body[: len(body) // 2], media_type="application/json",
@@ -162,6 +173,17 @@ class RuntimeServer:
         payload = {"recommendations": [{"article_id": article} for article in articles]}
         return Response(json.dumps(payload), media_type="application/json",
                         headers={"x-Amzn-Invoked-Production-Variant": "AllTraffic"})
+
+    async def _trickle(self, payload: bytes):
+        with self._lock:
+            self.trickles_open += 1
+        try:
+            for index in range(len(payload)):
+                yield payload[index:index + 1]
+                await asyncio.sleep(TRICKLE_INTERVAL)
+        finally:
+            with self._lock:
+                self.trickles_open -= 1
 
     async def control_plane(self, request: Request) -> Response:
         prefix, _, operation = request.headers.get("x-amz-target", "").rpartition(".")

@@ -129,13 +129,17 @@ def test_up_status_advance_down_and_up_again(state_dir):
     stopped = local("status", "--state-dir", str(state_dir))
     assert stopped.returncode == 1 and "no stack is running" in stopped.stderr
 
-    # Up again on the same folder: what was stored is still there.
+    # Up again on the same folder: what was stored is still there, and the simulated clock resumes where it stopped.
     up = local("up", "--detach", "--state-dir", str(state_dir), "--port", str(port))
     assert up.returncode == 0, up.stderr
-    assert "# clock: real time" in up.stdout
+    assert "# clock: simulated, now 2027-10-31T07:30:00+00:00" in up.stdout
     used = boto3_through_exports(up.stdout, BUCKET_SCRIPT)
     assert used.returncode == 0, used.stderr
     assert used.stdout.splitlines() == ["{}", url]
+    assert local("down", "--state-dir", str(state_dir)).returncode == 0
+    # --real-clock leaves the simulated time behind.
+    real = local("up", "--detach", "--state-dir", str(state_dir), "--port", str(port), "--real-clock")
+    assert real.returncode == 0 and "# clock: real time" in real.stdout, real.stderr
     assert local("down", "--state-dir", str(state_dir)).returncode == 0
 
 

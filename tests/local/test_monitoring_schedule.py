@@ -322,6 +322,18 @@ def test_no_capture_in_the_window_fails_before_any_container_runs(stack, sagemak
     assert list(platform.jobs_dir.iterdir()) == []
 
 
+def test_the_kits_wider_window_keeps_a_quiet_hour_from_stopping_the_monitor(stack, sagemaker):
+    # Issue 14, finding 10: the same quiet 08:00-09:00 as above, but with the window the kit's schedules
+    # use (period + 2 h): the 07:xx replay traffic is in it, so the container runs and replays again.
+    from diversity_monitor.setup.schedule import analysis_window_config
+
+    platform, _ = stack
+    world = World(platform)
+    world.capture(7, 3)
+    execution = run_once(stack, sagemaker, world, **analysis_window_config(HOURLY))
+    assert execution["MonitoringExecutionStatus"] == "Completed", execution.get("FailureReason")
+
+
 def test_a_malformed_metrics_line_fails_the_execution_and_publishes_nothing(stack, sagemaker):
     platform, _ = stack
     world = World(platform)

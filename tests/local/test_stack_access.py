@@ -350,3 +350,27 @@ def test_credentials_survive_a_restart_of_the_same_state_folder(tmp_path):
     other = tmp_path / "other"
     other.mkdir()
     assert access.load_or_create_credentials(other, REGION) != first
+
+
+def test_a_person_clicking_a_presigned_report_link_on_a_page_opens_it(stack, browser):
+    """Report links in JupyterLab are presigned URLs on another origin's page: a click (a top-level
+    navigation the page cannot read) opens the report; a forged link without the signature does not."""
+    s3 = stack_client("s3", stack, signature_version="s3v4")
+    s3.create_bucket(Bucket="linked-reports", CreateBucketConfiguration={"LocationConstraint": REGION})
+    s3.put_object(Bucket="linked-reports", Key="report.html", Body=b"<p id=verdict>HEALTHY</p>", ContentType="text/html")
+    url = s3.generate_presigned_url("get_object", Params={"Bucket": "linked-reports", "Key": "report.html"})
+    forged = f"{stack.url}/linked-reports/report.html"
+    page_server = _PageServer(f'<a id=good href="{url}">report</a> <a id=forged href="{forged}">forged</a>')
+    page = browser.new_page()
+    try:
+        page.goto(page_server.url)
+        with page.expect_navigation():
+            page.click("#good")
+        assert page.text_content("#verdict") == "HEALTHY"
+        page.goto(page_server.url)
+        with page.expect_navigation():
+            page.click("#forged")
+        assert "AccessDenied" in page.content() and "HEALTHY" not in page.content()
+    finally:
+        page.close()
+        page_server.close()

@@ -96,7 +96,35 @@ def test_the_suspect_is_the_config_that_served_the_first_bad_run():
     streak = incident.bad_streak(reports)
     suspect, text = incident.find_suspect(streak, config_changes(reports, ENDPOINT_ON_V2), ENDPOINT_ON_V2, LIVE_V2)
     assert suspect.config == "c-v2" and suspect.went_live == at("2027-10-31T08:31:00")  # exact: LastModifiedTime
-    assert "SUSPECT: `c-v2`" in text and "after the last good run at 2027-10-31T08:00:00Z" in text
+    assert "SUSPECT: `c-v2`" in text and "went live at 2027-10-31T08:31:00Z" in text
+    assert "after the replay of the last good run (2027-10-31T08:00:00Z)" in text
+
+
+def test_a_deploy_known_only_from_the_reports_is_placed_between_two_replays_and_a_rollback_is_named():
+    """The times a reader checks agree: the inexact deploy is a window ending at the first bad replay,
+    never a moment after the run it is said to precede; returning to an earlier config is a rollback."""
+    from diversity_monitor.oncall.report_history import config_changes
+
+    reports = [report(7, "ok"), report(8, "ok"), report(9, "bad", "c-v2"), report(10, "bad", "c-v2"), report(11, "ok")]
+    back_on_v1 = {"EndpointConfigName": "c-v1", "LastModifiedTime": at("2027-10-31T10:30:00")}
+    deploy, rollback = config_changes(reports, back_on_v1)
+    assert (deploy.what, deploy.exact, deploy.when) == (
+        "deploy", False, "between 2027-10-31T08:00:30Z and 2027-10-31T09:00:30Z")
+    assert (rollback.what, rollback.exact, rollback.when) == ("rollback", True, "at 2027-10-31T10:30:00Z")
+    streak = incident.bad_streak(reports[:4])
+    suspect, text = incident.find_suspect(streak, config_changes(reports[:4], back_on_v1), back_on_v1, LIVE_V2)
+    assert "went live between 2027-10-31T08:00:30Z and 2027-10-31T09:00:30Z, after the replay of the last good run " \
+           "(2027-10-31T08:00:00Z) and before the replay of the first bad run (2027-10-31T09:00:00Z)" in text
+
+
+def test_a_report_of_an_old_hour_made_later_keeps_its_deploy_on_the_hour():
+    """A re-run today of a 2027 hour must not stretch the timeline over years: its replay time is its hour."""
+    from diversity_monitor.oncall.report_history import config_changes
+
+    late = report(9, "bad", "c-v2")
+    late.statistics["diversity_monitor"]["measured_at"] = "2034-01-01T00:00:00Z"
+    [change] = config_changes([report(8, "ok"), late], None)
+    assert change.at == at("2027-10-31T09:00:00")
 
 
 def test_no_suspect_when_the_same_config_served_good_and_bad_runs_or_no_good_run_is_seen():

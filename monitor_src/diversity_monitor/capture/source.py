@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import re
+import stat
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -27,7 +28,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from diversity_monitor import storage
 from diversity_monitor.capture.record import capture_hour
 from diversity_monitor.clock import hours_overlapping
-from diversity_monitor.conventions import hour_path
+from diversity_monitor.conventions import MAX_CAPTURE_LINE_BYTES, hour_path
 
 _TIME_LEVELS = (re.compile(r"\d{4}"), re.compile(r"\d{2}"), re.compile(r"\d{2}"), re.compile(r"\d{2}"))  # yyyy/mm/dd/hh
 _YEAR = _TIME_LEVELS[0]
@@ -199,18 +200,43 @@ def open_lines(uri: str) -> Iterator[Iterator[bytes]]:
     except OSError as error:
         raise CaptureSourceError(f"cannot read {uri}: {error.strerror or error}") from error
     with handle:
-        yield handle
+        info = os.fstat(handle.fileno())
+        # A regular file no bigger than the cap cannot hold a longer line: iterated directly, in C.
+        small = stat.S_ISREG(info.st_mode) and info.st_size <= MAX_CAPTURE_LINE_BYTES
+        yield handle if small else _capped_local_lines(handle, uri)
+
+
+def _too_long(uri: str, number: int) -> CaptureSourceError:
+    return CaptureSourceError(f"{uri} line {number} is longer than {MAX_CAPTURE_LINE_BYTES:,} bytes, the most one "
+                              "capture record can hold (a request and a response): not a data-capture file")
+
+
+def _capped_local_lines(handle, uri: str) -> Iterator[bytes]:
+    """The file's lines, none read past MAX_CAPTURE_LINE_BYTES (readline's limit, in C)."""
+    number = 0
+    while True:
+        line = handle.readline(MAX_CAPTURE_LINE_BYTES + 1)
+        if not line:
+            return
+        number += 1
+        if len(line) > MAX_CAPTURE_LINE_BYTES:
+            raise _too_long(uri, number)
+        yield line
 
 
 def _s3_lines(uri: str) -> Iterator[bytes]:
     location = _parse(uri)
+    number = 0
     try:
         body = storage.s3_client().get_object(Bucket=location.bucket, Key=location.key)["Body"]
         pending = b""
         for chunk in body.iter_chunks(_CHUNK):
             lines = (pending + chunk).split(b"\n")
             pending = lines.pop()
+            number += len(lines)
             yield from lines
+            if len(pending) > MAX_CAPTURE_LINE_BYTES:
+                raise _too_long(uri, number + 1)
     except (ClientError, BotoCoreError) as error:
         raise CaptureSourceError(f"cannot read {uri}: {_describe(error)}") from error
     if pending:

@@ -30,6 +30,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from diversity_monitor import storage
+from diversity_monitor.cli import whole_option
 from diversity_monitor.conventions import DEFAULT_MIN_DIVERSITY
 from diversity_monitor.demo.scenario import ENDPOINT, REPORTS_URI, SCHEDULE, IncidentScenario, ScenarioPlan
 from diversity_monitor.job import report_views as report
@@ -47,10 +48,12 @@ DASHBOARD_PICTURE = "dashboard.png"  # the endpoint's dashboard over the whole r
 STOPPED_FILE = "STOPPED.txt"  # in a run a signal cut short: says so, next to what it left
 
 
-def fresh_output_folder(root: Path = DEMO_ROOT) -> Path:
-    """`demo-output/run-<time>/`, with `demo-output/latest` pointing at it: runs never overwrite."""
-    folder = root / datetime.now().strftime("run-%Y%m%d-%H%M%S")
+def fresh_output_folder(root: Path = DEMO_ROOT, prefix: str = "run") -> Path:
+    """`demo-output/<prefix>-<time>/`, with `demo-output/latest` pointing at the newest demo run: runs never overwrite."""
+    folder = root / datetime.now().strftime(f"{prefix}-%Y%m%d-%H%M%S")
     folder.mkdir(parents=True, exist_ok=False)
+    if prefix != "run":
+        return folder
     latest = root / "latest"
     if latest.is_symlink():
         latest.unlink()
@@ -129,36 +132,39 @@ def run_demo(output: Path, plan: ScenarioPlan, progress: bool = True) -> dict:
             board = dashboard_view.board(ENDPOINT, plan.start, clock.now())
             (output / DASHBOARD_PICTURE).write_bytes(dashboard_view.board_picture(board.images))
             events = [{"at": e.at.isoformat(), "what": e.what, "detail": e.detail} for e in scenario.events]
+            changes = alarm_states(scenario.alarm_names[0]) if scenario.alarm_names else []
         finally:
             restore_aws_environment(os.environ, inherited)
     table.to_csv(output / "timeline.csv", index=False)
     (output / "pager.json").write_text(json.dumps(pager, indent=2, default=str))
     (output / "events.json").write_text(json.dumps(events, indent=2))
-    figure = report.timeline_figure(table, scenario.events, threshold=DEFAULT_MIN_DIVERSITY)
+    baseline = next((float(e.detail.split()[1].rstrip(",")) for e in scenario.events if e.what == "baseline"), None)
+    figure = report.timeline_figure(table, scenario.events, threshold=DEFAULT_MIN_DIVERSITY, alarm_changes=changes,
+                                    title=f"{ENDPOINT}: the incident, replay diversity per hourly run", baseline=baseline)
     figure.savefig(output / "timeline.png", dpi=110)
     shutil.rmtree(output / "work", ignore_errors=True)  # training data and models: rebuilt each run
     return {"timeline": table, "pager": pager, "reports": reports, "events": events, "steps": steps}
 
 
-def run_with_progress(scenario: IncidentScenario, bar: bool) -> list[str]:
-    """Play the scenario, printing `[i/N] step` as each step ends (to stdout, so a log or a pipe
-    shows it too), under a tqdm bar when `bar` (a terminal). Returns the lines printed."""
-    total = scenario.step_count
+def run_with_progress(scenario: IncidentScenario, bar: bool, until_page: bool = False) -> list[str]:
+    """Play the scenario (up to the page with `until_page`), printing `[i/N] step` as each step ends
+    (to stdout, so a log or a pipe shows it too), under a tqdm bar when `bar` (a terminal). Returns the lines printed."""
+    total = scenario.steps_until_page if until_page else scenario.step_count
     printed: list[str] = []
     with tqdm(total=total, desc="demo", unit="step", disable=not bar) as progress:
         def on_step(text: str) -> None:
             progress.update(1)
             printed.append(f"[{len(printed) + 1}/{total}] {text}")
             tqdm.write(printed[-1])
-        scenario.run(on_step)
+        (scenario.run_until_page if until_page else scenario.run)(on_step)
     return printed
 
 
 def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--output", type=Path, default=None,
                         help="an empty or new folder for reports and the timeline (default: demo-output/run-<time>/)")
-    parser.add_argument("--sessions", type=int, default=500, help="validation sessions replayed each hour")
-    parser.add_argument("--live-requests", type=int, default=120, help="live requests per simulated hour")
+    parser.add_argument("--sessions", type=whole_option("--sessions", 1, 100_000), default=500, help="validation sessions replayed each hour")
+    parser.add_argument("--live-requests", type=whole_option("--live-requests", 0, 100_000), default=120, help="live requests per simulated hour")
     parser.add_argument("--incident", choices=INCIDENTS, default=ScenarioPlan.defect, metavar="NAME",
                         help=f"which regression v2 carries: {', '.join(INCIDENTS)} (default {ScenarioPlan.defect}, the "
                              "design notes' incident; each is described in recommender/model.py DEFECTS); each "
@@ -185,6 +191,23 @@ def _demo(args: argparse.Namespace) -> int:
     for message in result["pager"]:
         fired = ", ".join(child["Arn"].rsplit(":", 1)[-1] for child in message.get("TriggeringChildren", []))
         print(f"  {message.get('StateChangeTime', '')}  {message.get('Subject')}" + (f"  <- {fired}" if fired else ""))
-    print(f"\n{result['reports']} executed reports in {output}/reports/; plots: {output}/timeline.png, "
-          f"{output}/{DASHBOARD_PICTURE}")
+    shown = output
+    latest = DEMO_ROOT / "latest"
+    if args.output is None and latest.resolve() == output.resolve():
+        shown = latest  # the name that stays valid: the README and the next steps use it
+    print(f"\n{result['reports']} executed reports in {shown}/reports/; plots: {shown}/timeline.png, "
+          f"{shown}/{DASHBOARD_PICTURE}")
+    print(next_steps(shown, output))
     return 0
+
+
+def next_steps(shown: Path, output: Path) -> str:
+    """The demo's last lines: where everything is, and what to try next."""
+    this_run = f" (this run: {output})" if shown != output else ""
+    return "\n".join([
+        f"\nEverything is in {shown}/{this_run}.",
+        "Next:",
+        "  make drill                     rehearse the page as the on-call: the alarm runbook in JupyterLab, rollback included",
+        "  .venv/bin/jupyter lab notebooks/04_investigate_regression.ipynb   the incident hour by hour (endpoint_url: the stack's URL)",
+        f"  .venv/bin/diversity-monitor local up --detach --state-dir {shown}/.local-stack   bring this run back, at its simulated time",
+    ])

@@ -246,6 +246,11 @@ class IncidentScenario:
         # training, baseline, deploy, rollback, and one per scheduled run
         return 4 + plan.healthy_hours + plan.bad_hours + plan.recovered_hours
 
+    @property
+    def steps_until_page(self) -> int:
+        """How many steps `run_until_page` reports (training, baseline, deploy, the runs until the page)."""
+        return 3 + self.plan.healthy_hours + self.plan.bad_hours
+
     def run(self, on_step: Callable[[str], None] = lambda step: None) -> None:
         """The incident, hour by hour from `plan.start` (06:00 with the defaults):
 
@@ -254,6 +259,12 @@ class IncidentScenario:
         sees both models' traffic and replays v2); bad hours; the rollback the same way; recovered
         hours; five more minutes for the last run's metric to reach the alarm.
         """
+        self.run_until_page(on_step)
+        self.run_after_page(on_step)
+
+    def run_until_page(self, on_step: Callable[[str], None] = lambda step: None) -> None:
+        """From the start to five minutes after the last bad run: the diversity alarm has paged
+        (the moment `make drill` hands over to the on-call)."""
         plan = self.plan
         on_step("train models, deploy v1 with capture")
         self.prepare_models()
@@ -278,6 +289,12 @@ class IncidentScenario:
         for _ in range(plan.bad_hours - 1):
             self.live_hour()
             on_step(f"{self._run_hour()} run: regressed")
+        # Users until HH:05 came with the last bad run (`live_until(5)` / `live_hour`): its metric
+        # has reached the alarm, which has paged.
+
+    def run_after_page(self, on_step: Callable[[str], None] = lambda step: None) -> None:
+        """The on-call's part as the demo plays it: the rollback at HH:30, then the recovered hours."""
+        plan = self.plan
         self.live_until(30)
         target = self.rollback()
         on_step(f"{self.now():%H:%M}: rolled back to {target}")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
+from datetime import timedelta
 from pathlib import Path
 
 from diversity_monitor import storage
@@ -39,6 +40,14 @@ def run_id_for(context: MonitoringContext | None = None) -> str:
     if context is not None and context.end_time is not None:
         return context.end_time.strftime("%Y%m%dT%H%M")
     return uuid.uuid4().hex[:10]
+
+
+def live_start(context: MonitoringContext):
+    """Where the live pass starts: `--live-window` before the window's end, or the window's start."""
+    if context.live_window is None or context.end_time is None:
+        return context.start_time
+    start = context.end_time - timedelta(seconds=context.live_window)
+    return start if context.start_time is None else max(start, context.start_time)
 
 
 def preflight(context: MonitoringContext) -> None:
@@ -95,7 +104,7 @@ def run_monitoring(context: MonitoringContext, *, progress: bool = False) -> Run
         },
         limits=context.limits,
         progress=progress,
-        live=LiveWindow(context.dataset_source, context.start_time, context.end_time),
+        live=LiveWindow(context.dataset_source, live_start(context), context.end_time),
     )
     folder = context.report_folder
     folder.mkdir(parents=True, exist_ok=True)
@@ -106,4 +115,4 @@ def run_monitoring(context: MonitoringContext, *, progress: bool = False) -> Run
 
 
 def _write_json(path: Path, document: dict) -> None:
-    storage.write_file_atomically(path, dumps(document))
+    storage.write_file_atomically(path, dumps(document), exclusive=True)  # never over another run's file

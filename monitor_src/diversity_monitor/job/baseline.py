@@ -16,7 +16,7 @@ import orjson
 from botocore.exceptions import BotoCoreError
 
 from diversity_monitor import storage
-from diversity_monitor.conventions import CONSTRAINTS_FILE, CUSTOM_BLOCK, STATISTICS_FILE
+from diversity_monitor.conventions import CONSTRAINTS_FILE, CUSTOM_BLOCK, MAX_JSON_DOCUMENT_BYTES, STATISTICS_FILE
 from diversity_monitor.job.contract import Limits, MonitoringContext, ReplaySettings
 from diversity_monitor.job.measure import measure
 from diversity_monitor.job.model_monitor_files import (
@@ -31,7 +31,7 @@ from diversity_monitor.job.replay import ReplayResult
 
 def load_json_document(path: Path | str, what: str) -> dict:
     try:
-        document = orjson.loads(storage.read_bytes(str(path)))
+        document = orjson.loads(storage.read_bytes(str(path), MAX_JSON_DOCUMENT_BYTES))
     except storage.StorageError as error:
         raise BaselineError(f"{what}: {error}") from error
     except BotoCoreError as error:  # storage names ClientErrors only

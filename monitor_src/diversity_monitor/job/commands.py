@@ -8,7 +8,13 @@ import sys
 import traceback
 
 from diversity_monitor import storage
-from diversity_monitor.conventions import CUSTOM_BLOCK, DEFAULT_MEAN_TOLERANCE, DEFAULT_SLOT_MARGIN
+from diversity_monitor.aws.session import SetupError, require_endpoint
+from diversity_monitor.conventions import (
+    CUSTOM_BLOCK,
+    DEFAULT_MEAN_TOLERANCE,
+    DEFAULT_MIN_SUCCESS_RATE,
+    DEFAULT_SLOT_MARGIN,
+)
 from diversity_monitor.job import contract
 from diversity_monitor.job.contract import ContractError
 from diversity_monitor.job.inputs import InputError
@@ -41,7 +47,7 @@ def register_baseline(parser: argparse.ArgumentParser) -> None:
 
 def _command_failed(command: str, error: Exception) -> int:
     """A named error for the baseline / replay commands; a traceback only for what nobody foresaw."""
-    if not isinstance(error, (BaselineError, InputError, ContractError, storage.StorageError)):
+    if not isinstance(error, (BaselineError, InputError, ContractError, storage.StorageError, SetupError)):
         traceback.print_exc(file=sys.stderr)
         print(f"{command} failed: {type(error).__name__}: {error}", file=sys.stderr)
     else:
@@ -53,6 +59,7 @@ def _baseline(args: argparse.Namespace) -> int:
     from diversity_monitor.job.baseline import build_baseline
 
     try:
+        require_endpoint(args.endpoint_name)  # before any replay: a mistyped name is one line, not 500 failures
         statistics, _, result = build_baseline(
             args.endpoint_name, contract.replay_settings(args), args.output,
             mean_tolerance=args.mean_tolerance, slot_margin=args.slot_margin, overwrite=args.overwrite,
@@ -70,6 +77,9 @@ def _baseline(args: argparse.Namespace) -> int:
 def register_replay(parser: argparse.ArgumentParser) -> None:
     _add_endpoint_arguments(parser)
     parser.add_argument("--json", action="store_true", help="print the statistics document instead of a table")
+    parser.add_argument("--min-success-rate", type=contract.number_argument("--min-success-rate", 0, 1),
+                        default=DEFAULT_MIN_SUCCESS_RATE, metavar="RATE",
+                        help=f"replayed share below which the diversity figures are not reliable (default {DEFAULT_MIN_SUCCESS_RATE:g})")
     parser.set_defaults(handler=_replay)
 
 
@@ -79,10 +89,12 @@ def _replay(args: argparse.Namespace) -> int:
     from diversity_monitor.job.report_views import summary_table
 
     try:
+        require_endpoint(args.endpoint_name)  # before any replay: a mistyped name is one line, not 500 failures
         measurement, result = measure(args.endpoint_name, contract.replay_settings(args), "adhoc")
     except Exception as error:
         return _command_failed("replay", error)
-    statistics = statistics_document(measurement, reliable=True, context={"endpoint": args.endpoint_name})
+    reliable = result.success_rate >= args.min_success_rate  # the hourly run's rule: never trust an empty replay
+    statistics = statistics_document(measurement, reliable=reliable, context={"endpoint": args.endpoint_name})
     if args.json:
         print(json.dumps(statistics, indent=2))
     else:
@@ -91,4 +103,19 @@ def _replay(args: argparse.Namespace) -> int:
         if serving["error"]:
             print(f"\nserving config unknown: {serving['error']}")
         print(f"\n{result.succeeded}/{result.attempted} sessions in {result.wall_seconds:.1f}s")
-    return 0 if result.succeeded else EXIT_FAILED
+    for line in replay_problems(result, reliable, args.min_success_rate):
+        print(line, file=sys.stderr)
+    return 0 if reliable else EXIT_FAILED
+
+
+def replay_problems(result, reliable: bool, min_success_rate: float) -> list[str]:
+    """What went wrong in a replay, for a person: the errors by kind, and whether the figures count."""
+    lines = [f"replay errors: {count} session(s): {kind}" for kind, count in sorted(result.errors().items())]
+    first = next((outcome.error for outcome in result.outcomes if outcome.error), None)
+    if first:
+        lines.append(f"first error: {first}")
+    if not reliable:
+        lines.append(f"NOT RELIABLE: {result.succeeded} of {result.attempted} sessions replayed "
+                     f"({result.success_rate:.0%}, below --min-success-rate {min_success_rate:g}): the diversity figures "
+                     "do not describe the endpoint")
+    return lines

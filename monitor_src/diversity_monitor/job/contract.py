@@ -25,11 +25,12 @@ import argparse
 import json
 import os
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 
 from diversity_monitor.aws import container_paths, service_schema
+from diversity_monitor.cli import number_option, whole_option
 from diversity_monitor.clock import parse_instant
 from diversity_monitor.conventions import (
     DEFAULT_MAX_LIST_OVERLAP,
@@ -38,6 +39,7 @@ from diversity_monitor.conventions import (
     DEFAULT_MIN_DIVERSITY,
     DEFAULT_MIN_SUCCESS_RATE,
     DEFAULT_TOP_K,
+    MAX_TOP_K,
     METRICS_NAMESPACE,
     hour_path,
 )
@@ -55,6 +57,19 @@ ENV_DATASET_FORMAT = "dataset_format"
 ENV_PUBLISH = "publish_cloudwatch_metrics"
 ENV_BASELINE_STATISTICS = "baseline_statistics"
 ENV_BASELINE_CONSTRAINTS = "baseline_constraints"
+
+
+# Time a run needs outside the report notebook (start-up and preflight before it, the HTML and the
+# metrics after it): the report timeout is the job's MaxRuntimeInSeconds less this, so the run
+# fails with its own message before the platform stops it.
+RUN_RESERVE_SECONDS = 120
+DEFAULT_PERIOD_SECONDS = 3600  # without a job config: an hourly schedule's period, MaxRuntime's ceiling
+# Share of the report timeout the replay may use; the rest is the capture pass, the figures, the files.
+REPLAY_BUDGET_SHARE = 0.6
+# Ceilings of the replay's knobs: far above any use, low enough that a typo fails by name.
+MAX_CONCURRENCY = 1024  # calls in flight (threads, connections)
+MAX_REPLAY_PROCESSES = 64
+MAX_ATTEMPTS = 20
 
 
 class ContractError(ValueError):
@@ -95,31 +110,11 @@ def _check_argument_combinations(args: argparse.Namespace) -> None:
         )
 
 
-def _positive_int(name: str):
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{name} must be a whole number, got {text!r}") from None
-        if value < 1:
-            raise argparse.ArgumentTypeError(f"{name} must be at least 1, got {value}")
-        return value
-
-    return parse
+def _positive_int(name: str, high: int | None = None):
+    return whole_option(name, 1, high)
 
 
-def number_argument(name: str, low: float, high: float):
-    """argparse type: a number in [low, high], or an error naming the argument."""
-    def parse(text: str) -> float:
-        try:
-            value = float(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{name} must be a number, got {text!r}") from None
-        if not low <= value <= high:
-            raise argparse.ArgumentTypeError(f"{name} must be between {low:g} and {high:g}, got {value:g}")
-        return value
-
-    return parse
+number_argument = number_option  # argparse type: a number in [low, high], or an error naming the argument
 
 
 def _response_path(text: str) -> str:
@@ -174,22 +169,27 @@ def add_replay_arguments(parser: argparse.ArgumentParser) -> None:
                         help="held-out sessions, JSON Lines (s3://... or a local path)")
     parser.add_argument("--catalog", required=True, metavar="URI",
                         help="article catalog: CSV (article_id,category,...) or JSON Lines")
-    parser.add_argument("--top-k", type=_positive_int("--top-k"), default=DEFAULT_TOP_K, metavar="K",
+    parser.add_argument("--top-k", type=_positive_int("--top-k", MAX_TOP_K), default=DEFAULT_TOP_K, metavar="K",
                         help="how many ranked articles count as the top list (default 10)")
     parser.add_argument("--response-path", type=_response_path, default=DEFAULT_RESPONSE_PATH, metavar="EXPR",
                         help=f"where the ranked article ids sit in the response (default {DEFAULT_RESPONSE_PATH})")
-    parser.add_argument("--concurrency", type=_positive_int("--concurrency"), default=16, metavar="N",
+    parser.add_argument("--concurrency", type=_positive_int("--concurrency", MAX_CONCURRENCY), default=16, metavar="N",
                         help="replay calls in flight at once (default 16)")
-    parser.add_argument("--replay-processes", type=_positive_int("--replay-processes"), default=1, metavar="N",
+    parser.add_argument("--replay-processes", type=_positive_int("--replay-processes", MAX_REPLAY_PROCESSES), default=1, metavar="N",
                         help="processes the calls in flight are spread over (default 1); botocore spends about "
                              "2 ms of CPU per call, so one process cannot replay faster than ~500 calls/s")
     parser.add_argument("--target-variant", type=_invoke_member("TargetVariant", "--target-variant"), default=None,
                         metavar="NAME",
                         help="send replay traffic to this production variant (InvokeEndpoint TargetVariant)")
     parser.add_argument("--invoke-timeout", type=number_argument("--invoke-timeout", 0.1, 3600), default=10.0,
-                        metavar="SECONDS", help="per-call timeout (default 10)")
-    parser.add_argument("--max-attempts", type=_positive_int("--max-attempts"), default=4, metavar="N",
+                        metavar="SECONDS", help="wall-clock deadline of each call, the answer read whole (default 10); "
+                                                "a call past it fails and is retried")
+    parser.add_argument("--max-attempts", type=_positive_int("--max-attempts", MAX_ATTEMPTS), default=4, metavar="N",
                         help="attempts per session on throttling, 5xx and timeouts (default 4)")
+    parser.add_argument("--replay-budget", type=number_argument("--replay-budget", 1, 86400), default=None,
+                        metavar="SECONDS", help="longest the whole replay may take; sessions not replayed by then "
+                                                f"count as failed (default for a run: {REPLAY_BUDGET_SHARE * 100:.0f}%% of "
+                                                "the report timeout; otherwise none)")
 
 
 endpoint_name_argument = _invoke_member("EndpointName", "endpoint name")
@@ -217,8 +217,16 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--output-hour-folder", action="store_true",
                         help="write the reports under <output_path>/yyyy/mm/dd/HH/ of end_time (UTC), Model Monitor's "
                              "layout, for a plain Processing job whose S3Output is <reports>/<endpoint>/<schedule>/")
-    parser.add_argument("--report-timeout", type=number_argument("--report-timeout", 1, 86400), default=1800,
-                        metavar="SECONDS", help="longest a report cell may run before the job fails (default 1800)")
+    parser.add_argument("--live-window", type=number_argument("--live-window", 60, 86400), default=None,
+                        metavar="SECONDS",
+                        help="the live-traffic pass judges the last SECONDS of the analysis window (default: all of "
+                             "it); the kit's schedules analyse a wider window than their period, so no quiet hour "
+                             "stops the monitor, and pass their period here")
+    parser.add_argument("--report-timeout", type=number_argument("--report-timeout", 1, 86400), default=None,
+                        metavar="SECONDS",
+                        help="longest the report notebook may run before the job fails (default: the job's "
+                             f"StoppingCondition.MaxRuntimeInSeconds less {RUN_RESERVE_SECONDS} s, so it fires before "
+                             f"the platform stops the job; {DEFAULT_PERIOD_SECONDS} s, an hourly period, without one)")
 
 
 @dataclass(frozen=True)
@@ -271,6 +279,7 @@ class ReplaySettings:
     invoke_timeout: float
     max_attempts: int
     processes: int = 1  # --concurrency calls in flight, spread over this many processes
+    budget: float | None = None  # seconds the whole replay may take (None: no limit)
 
 
 @dataclass(frozen=True)
@@ -292,6 +301,7 @@ class MonitoringContext:
     report_timeout: float
     replay: ReplaySettings
     output_hour_folder: bool = False
+    live_window: float | None = None  # seconds at the end of the analysis window the live pass judges
     limits: Limits = field(default_factory=Limits)
     # The record of what this run was given: the documented platform variables as set, and the
     # ContainerArguments. Nothing else from the environment (see the module doc).
@@ -418,6 +428,13 @@ def load_context(arguments: list[str], env: Mapping[str, str] | None = None) -> 
             "(set BaselineConfig.ConstraintsResource, or drop the baseline)"
         )
     source = env.get(ENV_DATASET_SOURCE)
+    report_timeout = _report_timeout(args.report_timeout)
+    replay = replay_settings(args)
+    if replay.budget is None:
+        replay = replace(replay, budget=round(report_timeout * REPLAY_BUDGET_SHARE, 3))
+    elif replay.budget >= report_timeout:
+        raise ContractError(f"ContainerArguments: --replay-budget {replay.budget:g} is not below the report timeout "
+                            f"({report_timeout:g} s): the replay must end while the report can still be written")
     return MonitoringContext(
         endpoint_name=endpoint,
         schedule_name=schedule,
@@ -433,13 +450,49 @@ def load_context(arguments: list[str], env: Mapping[str, str] | None = None) -> 
         baseline_constraints=constraints,
         min_diversity=args.min_diversity,
         min_success_rate=args.min_success_rate,
-        report_timeout=args.report_timeout,
-        replay=replay_settings(args),
+        report_timeout=report_timeout,
+        replay=replay,
         output_hour_folder=args.output_hour_folder,
+        live_window=args.live_window,
         limits=Limits.from_args(args),
         platform_environment={name: env[name] for name in PLATFORM_ENV if env.get(name) is not None},
         container_arguments=tuple(arguments),
     )
+
+
+def job_max_runtime() -> float | None:
+    """StoppingCondition.MaxRuntimeInSeconds from /opt/ml/config/processingjobconfig.json, if the job has one."""
+    path = container_paths.resolve(container_paths.PROCESSING_JOB_CONFIG)
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as error:
+        raise ContractError(f"{container_paths.PROCESSING_JOB_CONFIG} cannot be read: {error}") from None
+    value = (config.get("StoppingCondition") or {}).get("MaxRuntimeInSeconds") if isinstance(config, dict) else None
+    if value is None:
+        return None
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or value <= 0:
+        raise ContractError(f"{container_paths.PROCESSING_JOB_CONFIG}: StoppingCondition.MaxRuntimeInSeconds "
+                            f"must be a positive number, got {value!r}")
+    return float(value)
+
+
+def _report_timeout(given: float | None) -> float:
+    """The report's timeout: given, or derived from the job's MaxRuntimeInSeconds so it fires first."""
+    max_runtime = job_max_runtime()
+    ceiling = (max_runtime if max_runtime is not None else DEFAULT_PERIOD_SECONDS) - RUN_RESERVE_SECONDS
+    if given is None:
+        if ceiling < 60:
+            raise ContractError(f"StoppingCondition.MaxRuntimeInSeconds {max_runtime:g} leaves under a minute for "
+                                f"the report after {RUN_RESERVE_SECONDS} s for start-up and publishing")
+        return float(ceiling)
+    if max_runtime is not None and given > ceiling:
+        raise ContractError(
+            f"ContainerArguments: --report-timeout {given:g} cannot fire before the platform stops the job "
+            f"(StoppingCondition.MaxRuntimeInSeconds {max_runtime:g} less {RUN_RESERVE_SECONDS} s for start-up and "
+            f"publishing is {ceiling:g}); lower it or drop it to use that")
+    return given
 
 
 def replay_settings(args: argparse.Namespace) -> ReplaySettings:
@@ -458,6 +511,7 @@ def replay_settings(args: argparse.Namespace) -> ReplaySettings:
         invoke_timeout=args.invoke_timeout,
         max_attempts=args.max_attempts,
         processes=args.replay_processes,
+        budget=args.replay_budget,
     )
 
 

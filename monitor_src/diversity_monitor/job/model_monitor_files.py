@@ -311,51 +311,80 @@ def _constraint(features: list, name: str) -> Mapping | None:
 
 
 def constraint_bounds(constraints: Mapping, k: int, source: str = "baseline constraints") -> Bounds:
-    """Every bound the checks use, checked for presence and type; BaselineError names what is wrong."""
+    """Every bound the checks use, checked whole at load; BaselineError lists every problem at once."""
+    problems = constraint_problems(constraints, k)
+    if problems:
+        if len(problems) == 1:
+            raise BaselineError(f"{source}: {problems[0]}")
+        raise BaselineError(f"{source}: {len(problems)} problems:\n" + "\n".join(f"- {p}" for p in problems))
+    features = constraints["features"]
+    bounds = _constraint(features, diversity_feature(k))["diversity_constraints"]
+    upper = _constraint(features, slot_feature(k))["upper_bound"]
+    optional = {key: float(entry["upper_bound"]) for key, entry in (
+        ("overlap_upper_bound", _constraint(features, list_overlap_feature(k))),
+        ("top_list_upper_bound", _constraint(features, top_list_share_feature(k)))) if entry is not None}
+    return Bounds(float(bounds["p5_lower_bound"]), float(bounds["mean_lower_bound"]), float(upper), **optional)
+
+
+def constraint_problems(constraints: Mapping, k: int) -> list[str]:
+    """The validation pass over a constraints document (botocore's way: every problem, not the first).
+
+    The one place that says what a usable constraints.json is: the shape, no feature named twice
+    (the first, perhaps loose, entry would win unseen), and every bound in its range (a mean bound
+    above k violates forever; a share outside [0, 1] means nothing).
+    """
     if not isinstance(constraints, Mapping):
-        raise BaselineError(f"{source}: expected a JSON object, got {type(constraints).__name__}")
+        return [f"expected a JSON object, got {type(constraints).__name__}"]
     features = constraints.get("features")
     if not isinstance(features, list):
-        raise BaselineError(f"{source}: 'features' must be a list")
+        return ["'features' must be a list"]
+    problems: list[str] = []
     block = constraints.get(CUSTOM_BLOCK)
     if isinstance(block, Mapping) and "k" in block and block["k"] != k:
-        raise BaselineError(f"{source}: the constraints were built for k={block.get('k')!r} (top-{block.get('k')} lists) "
-                            f"but this run uses --top-k {k}; build a baseline with --top-k {k}")
+        problems.append(f"the constraints were built for k={block.get('k')!r} (top-{block.get('k')} lists) "
+                        f"but this run uses --top-k {k}; build a baseline with --top-k {k}")
+    positions: dict[str, list[int]] = {}
+    for index, feature in enumerate(features):
+        if not isinstance(feature, Mapping) or not isinstance(feature.get("name"), str):
+            problems.append(f"features[{index}] must be an object with a 'name'")
+            continue
+        positions.setdefault(feature["name"], []).append(index)
+    for name, where in positions.items():
+        if len(where) > 1:
+            problems.append(f"feature {name!r} is named {len(where)} times "
+                            f"({', '.join(f'features[{i}]' for i in where)}); keep one entry")
     name = diversity_feature(k)
     feature = _constraint(features, name)
     if feature is None:
-        present = sorted(f.get("name") for f in features if isinstance(f, Mapping) and isinstance(f.get("name"), str))
-        raise BaselineError(f"{source}: no constraints for feature {name!r} (this run uses --top-k {k}; "
-                            f"the file has {present or 'no named features'})")
-    bounds = feature.get("diversity_constraints")
-    if not isinstance(bounds, Mapping):
-        raise BaselineError(f"{source}: feature {name!r} has no 'diversity_constraints' object")
-    for key in ("p5_lower_bound", "mean_lower_bound"):
-        if key not in bounds:
-            raise BaselineError(f"{source}: {name}.diversity_constraints.{key} is missing (a number is required; "
+        problems.append(f"no constraints for feature {name!r} (this run uses --top-k {k}; "
+                        f"the file has {sorted(positions) or 'no named features'})")
+    elif not isinstance(feature.get("diversity_constraints"), Mapping):
+        problems.append(f"feature {name!r} has no 'diversity_constraints' object")
+    else:
+        bounds = feature["diversity_constraints"]
+        for key in ("p5_lower_bound", "mean_lower_bound"):
+            if key not in bounds:
+                problems.append(f"{name}.diversity_constraints.{key} is missing (a number is required; "
                                 "to loosen the check, lower the bound)")
-        if not _is_number(bounds[key]):
-            raise BaselineError(f"{source}: {name}.diversity_constraints.{key} must be a number, got {bounds[key]!r}")
+            elif not _is_number(bounds[key]):
+                problems.append(f"{name}.diversity_constraints.{key} must be a number, got {bounds[key]!r}")
+            elif not 0 <= bounds[key] <= k:
+                problems.append(f"{name}.diversity_constraints.{key} must be between 0 and k={k}, got {bounds[key]!r} "
+                                f"(a top-{k} list holds 0 to {k} categories)")
     slot_name = slot_feature(k)
     slot = _constraint(features, slot_name)
     if slot is None:
-        raise BaselineError(f"{source}: no constraints for feature {slot_name!r} (its upper_bound is the slot-collapse check)")
-    upper = slot.get("upper_bound")
-    if "upper_bound" not in slot:
-        raise BaselineError(f"{source}: {slot_name}.upper_bound is missing (a share between 0 and 1 is required)")
-    if not _is_number(upper) or not 0 <= upper <= 1:
-        raise BaselineError(f"{source}: {slot_name}.upper_bound must be a share between 0 and 1, got {upper!r}")
-    optional = {}
-    for key, feature_name in (("overlap_upper_bound", list_overlap_feature(k)),
-                              ("top_list_upper_bound", top_list_share_feature(k))):
+        problems.append(f"no constraints for feature {slot_name!r} (its upper_bound is the slot-collapse check)")
+    elif "upper_bound" not in slot:
+        problems.append(f"{slot_name}.upper_bound is missing (a share between 0 and 1 is required)")
+    elif not _is_number(slot["upper_bound"]) or not 0 <= slot["upper_bound"] <= 1:
+        problems.append(f"{slot_name}.upper_bound must be a share between 0 and 1, got {slot['upper_bound']!r}")
+    # The sameness bounds are optional (older constraints have none: the run's absolute limits apply).
+    for feature_name in (list_overlap_feature(k), top_list_share_feature(k)):
         entry = _constraint(features, feature_name)
-        if entry is None:
-            continue
-        value = entry.get("upper_bound")
-        if not _is_number(value) or not 0 <= value <= 1:
-            raise BaselineError(f"{source}: {feature_name}.upper_bound must be a share between 0 and 1, got {value!r}")
-        optional[key] = float(value)
-    return Bounds(float(bounds["p5_lower_bound"]), float(bounds["mean_lower_bound"]), float(upper), **optional)
+        if entry is not None and (not _is_number(entry.get("upper_bound")) or not 0 <= entry["upper_bound"] <= 1):
+            problems.append(f"{feature_name}.upper_bound must be a share between 0 and 1, got {entry.get('upper_bound')!r}")
+    return problems
 
 
 def violations_document(violations: list[Violation]) -> dict:

@@ -23,6 +23,7 @@ from diversity_monitor.clock import hour_marks, parse_instant
 from diversity_monitor.conventions import (
     CUSTOM_BLOCK,
     LIVE_PREFIX,
+    MAX_JSON_DOCUMENT_BYTES,
     STATISTICS_FILE,
     VIOLATIONS_FILE,
     hour_path,
@@ -134,7 +135,7 @@ def reports_under(root: str) -> list[HourReport]:
 
 def _json(uri: str) -> dict:
     try:
-        document = orjson.loads(storage.read_bytes(uri))
+        document = orjson.loads(storage.read_bytes(uri, MAX_JSON_DOCUMENT_BYTES))
     except orjson.JSONDecodeError as error:
         raise storage.StorageError(f"{uri} is not valid JSON ({error})") from error
     if not isinstance(document, dict):

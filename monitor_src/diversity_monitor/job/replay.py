@@ -11,6 +11,14 @@ dropped connections, a response cut short) are retried with exponential backoff 
 Whatever a call ends with, a botocore error fails that session only, its kind counted in
 `replay_errors`; it never stops the run.
 
+Deadlines: `--invoke-timeout` is each call's wall-clock deadline, not only botocore's per-read
+timeout (an endpoint that trickles a byte a second never trips a read timeout): when it passes,
+the call's socket is shut down, and the call ends as `CallDeadlineExceeded`, a transport failure
+retried like any other. The replay as a whole has a budget (`ReplaySettings.budget`, derived from
+the report timeout): once spent, no call starts and the sessions left end as
+`ReplayBudgetSpent`, so a slow endpoint makes an incomplete replay that the run reports, not a
+run that dies on its timeout.
+
 Concurrency: `--concurrency` calls in flight, on threads. botocore spends about 2 ms of CPU per
 call on the caller's side (signing, headers, urllib3), so one process tops out near 500 calls/s
 whatever the concurrency; `--replay-processes N` spreads the calls in flight over N worker
@@ -34,6 +42,8 @@ import hashlib
 import http.client
 import multiprocessing
 import os
+import socket
+import threading
 import time
 import weakref
 from collections.abc import Callable, Mapping, Sequence
@@ -44,6 +54,7 @@ from datetime import datetime
 import boto3
 import orjson
 import urllib3.exceptions
+from botocore.awsrequest import AWSHTTPConnection, AWSHTTPConnectionPool, AWSHTTPSConnection, AWSHTTPSConnectionPool
 from botocore.config import Config
 from botocore.exceptions import (
     BotoCoreError,
@@ -55,6 +66,7 @@ from botocore.exceptions import (
     ConnectionError as BotocoreConnectionError,
 )
 from tenacity import RetryError, Retrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
+from tenacity.stop import stop_base
 from tqdm import tqdm  # text progress to stderr: no ipywidgets warning in the report kernel
 
 from diversity_monitor.aws import service_schema
@@ -65,6 +77,12 @@ from diversity_monitor.job.inputs import InputError, Session
 from diversity_monitor.measures.response_path import compile_response_path
 
 THROTTLING_CODES = {"ThrottlingException", "Throttling", "TooManyRequestsException", "RequestLimitExceeded"}
+
+
+class CallDeadlineExceeded(TimeoutError):
+    """One InvokeEndpoint call outlived its wall-clock deadline (`--invoke-timeout`)."""
+
+
 # Transport failures worth another attempt: refused/dropped connections, timeouts, a body cut short.
 TRANSPORT_ERRORS = (
     BotocoreConnectionError, HTTPClientError, IncompleteReadError,
@@ -147,6 +165,90 @@ def inference_ids(run_id: str, sessions: Sequence[Session]) -> list[str]:
     return ids
 
 
+# --- each call's wall-clock deadline -----------------------------------------------------------
+# botocore's timeouts bound each socket operation; a deadline for the whole call needs the call's
+# socket. The connection classes below tell the call in progress on their thread which
+# connection carries it; when the call's timer fires, that socket is shut down, which ends
+# whatever read is blocked on it.
+_current_call = threading.local()
+
+
+class CallDeadline:
+    """The wall-clock deadline of the InvokeEndpoint call made on this thread inside `with`."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.expired = False
+        self._connection = None
+        self._lock = threading.Lock()
+        self._timer = threading.Timer(max(seconds, 0.0), self._expire)
+        self._timer.daemon = True
+
+    def __enter__(self) -> CallDeadline:
+        _current_call.deadline = self
+        self._timer.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._timer.cancel()
+        _current_call.deadline = None
+
+    def attach(self, connection) -> None:
+        with self._lock:
+            self._connection = connection
+            expired = self.expired
+        if expired:
+            _shut(connection)
+
+    def _expire(self) -> None:
+        with self._lock:
+            self.expired = True
+            connection = self._connection
+        if connection is not None:
+            _shut(connection)
+
+
+def _shut(connection) -> None:
+    sock = getattr(connection, "sock", None)
+    if sock is not None:
+        try:
+            sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+
+class _DeadlineAware:
+    """Mixed into botocore's connections: report to the thread's call deadline, if any."""
+
+    def request(self, *args, **kwargs):
+        deadline = getattr(_current_call, "deadline", None)
+        if deadline is not None:
+            deadline.attach(self)
+        return super().request(*args, **kwargs)
+
+    def getresponse(self, *args, **kwargs):
+        deadline = getattr(_current_call, "deadline", None)
+        if deadline is not None:
+            deadline.attach(self)  # connected by now: an expired deadline shuts the socket here
+        return super().getresponse(*args, **kwargs)
+
+
+class _DeadlineHTTPConnection(_DeadlineAware, AWSHTTPConnection):
+    pass
+
+
+class _DeadlineHTTPSConnection(_DeadlineAware, AWSHTTPSConnection):
+    pass
+
+
+class _DeadlineHTTPPool(AWSHTTPConnectionPool):
+    ConnectionCls = _DeadlineHTTPConnection
+
+
+class _DeadlineHTTPSPool(AWSHTTPSConnectionPool):
+    ConnectionCls = _DeadlineHTTPSConnection
+
+
 def runtime_client(settings: ReplaySettings):
     config = Config(
         # One attempt per call: tenacity owns retries (see module doc). Not `max_attempts: 1`,
@@ -156,7 +258,23 @@ def runtime_client(settings: ReplaySettings):
         connect_timeout=min(settings.invoke_timeout, 10.0),
         max_pool_connections=max(10, settings.concurrency),
     )
-    return boto3.session.Session().client("sagemaker-runtime", config=config)
+    client = boto3.session.Session().client("sagemaker-runtime", config=config)
+    # botocore has no public seam for the connection class: its session keeps the pool classes in
+    # one dict that its pool managers share, so swapping them there reaches every pool it makes.
+    # tests/test_hardening.py's trickling endpoint fails if a botocore upgrade moves this.
+    pools = client._endpoint.http_session._pool_classes_by_scheme
+    pools.update({"http": _DeadlineHTTPPool, "https": _DeadlineHTTPSPool})
+    return client
+
+
+class _stop_at(stop_base):
+    """tenacity: no further attempt once the replay's budget is spent."""
+
+    def __init__(self, deadline: float | None) -> None:
+        self.deadline = deadline
+
+    def __call__(self, retry_state) -> bool:
+        return self.deadline is not None and time.time() >= self.deadline
 
 
 def is_retryable(error: BaseException) -> bool:
@@ -210,10 +328,22 @@ class EndpointReplayer:
             self._pool_finalizer()  # shuts the pool down, once
         self._pool = self._pool_finalizer = None
 
-    def _invoke(self, session: Session, inference: str) -> tuple[bytes, str | None]:
+    def _invoke(self, session: Session, inference: str, budget_deadline: float | None = None) -> tuple[bytes, str | None]:
+        seconds = self.settings.invoke_timeout
+        if budget_deadline is not None:
+            seconds = min(seconds, budget_deadline - time.time())
+        with CallDeadline(seconds) as deadline:
+            try:
+                return self._send(session, inference)
+            except CALL_ERRORS as error:
+                if deadline.expired:
+                    raise CallDeadlineExceeded(f"no complete answer within {seconds:.1f} s") from error
+                raise
+
+    def _send(self, session: Session, inference: str) -> tuple[bytes, str | None]:
         request = {
             "EndpointName": self.endpoint_name,
-            "Body": orjson.dumps(session.request),
+            "Body": session.wire_body(),  # the exact bytes the validation set holds
             "ContentType": "application/json",
             "Accept": "application/json",
             "InferenceId": inference,
@@ -223,12 +353,17 @@ class EndpointReplayer:
         response = self.client.invoke_endpoint(**request)
         return response["Body"].read(), response.get("InvokedProductionVariant")
 
-    def replay_one(self, session: Session, inference: str | None = None) -> SessionOutcome:
+    def replay_one(self, session: Session, inference: str | None = None,
+                   budget_deadline: float | None = None) -> SessionOutcome:
+        """One session, retried; `budget_deadline` (a time.time() instant) ends the replay's budget."""
         inference = inference or inference_id(self.run_id, session.session_id)
         started = time.perf_counter()
+        if budget_deadline is not None and time.time() >= budget_deadline:
+            return SessionOutcome(session.session_id, None, "ReplayBudgetSpent: the replay's budget ran out "
+                                  "before this session started", 0, 0.0)
         retrying = Retrying(
             retry=retry_if_exception(is_retryable),
-            stop=stop_after_attempt(self.settings.max_attempts),
+            stop=stop_after_attempt(self.settings.max_attempts) | _stop_at(budget_deadline),
             wait=wait_exponential_jitter(multiplier=0.2, max=5.0),
             sleep=self._sleep,
         )
@@ -237,7 +372,7 @@ class EndpointReplayer:
             for attempt in retrying:
                 with attempt:
                     attempts = attempt.retry_state.attempt_number
-                    body, variant = self._invoke(session, inference)
+                    body, variant = self._invoke(session, inference, budget_deadline)
         except RetryError as error:
             cause = error.last_attempt.exception()
             return SessionOutcome(session.session_id, None, describe_error(cause), attempts,
@@ -257,25 +392,27 @@ class EndpointReplayer:
         """Every session, outcomes in the sessions' order."""
         ids = inference_ids(self.run_id, sessions)
         started = time.perf_counter()
+        budget = self.settings.budget
+        deadline = time.time() + budget if budget is not None else None
         with tqdm(total=len(sessions), desc=f"replay {self.endpoint_name}", unit="session",
                   disable=not progress, mininterval=1.0) as bar:
             if self.settings.processes == 1 or len(sessions) < 2:
-                outcomes = self._replay_threads(sessions, ids, self.settings.concurrency, bar.update)
+                outcomes = self._replay_threads(sessions, ids, self.settings.concurrency, bar.update, deadline)
             else:
-                outcomes = self._replay_processes(sessions, ids, bar.update)
+                outcomes = self._replay_processes(sessions, ids, bar.update, deadline)
         return ReplayResult(tuple(outcomes), time.perf_counter() - started)
 
     def _replay_threads(self, sessions: Sequence[Session], ids: Sequence[str], threads: int,
-                        advance: Callable[[int], object]) -> list[SessionOutcome]:
+                        advance: Callable[[int], object], deadline: float | None = None) -> list[SessionOutcome]:
         outcomes = []
         with ThreadPoolExecutor(max_workers=threads) as pool:
-            for outcome in pool.map(self.replay_one, sessions, ids):
+            for outcome in pool.map(self.replay_one, sessions, ids, [deadline] * len(sessions)):
                 outcomes.append(outcome)
                 advance(1)
         return outcomes
 
     def _replay_processes(self, sessions: Sequence[Session], ids: Sequence[str],
-                          advance: Callable[[int], object]) -> list[SessionOutcome]:
+                          advance: Callable[[int], object], deadline: float | None = None) -> list[SessionOutcome]:
         """Contiguous shares of the sessions, one per process, each with its share of the
         concurrency (together exactly `concurrency` calls in flight)."""
         processes = min(self.settings.processes, len(sessions))
@@ -286,7 +423,7 @@ class EndpointReplayer:
         for size, share_threads in zip(sizes, threads):
             end = begin + size
             future = pool.submit(_replay_share, self.endpoint_name, self._worker_settings(), self.run_id,
-                                 list(sessions[begin:end]), list(ids[begin:end]), share_threads)
+                                 list(sessions[begin:end]), list(ids[begin:end]), share_threads, deadline)
             futures[future] = size
             begin = end
         try:
@@ -339,14 +476,14 @@ def _start_worker(environment: dict[str, str]) -> None:
 
 
 def _replay_share(endpoint_name: str, settings: ReplaySettings, run_id: str, sessions: list[Session],
-                  ids: list[str], threads: int) -> list[SessionOutcome]:
+                  ids: list[str], threads: int, deadline: float | None = None) -> list[SessionOutcome]:
     """In a worker process: one share of a replay, on `threads` threads, with this process's client."""
     key = (endpoint_name, settings, run_id)
     replayer = _worker_replayers.get(key)
     if replayer is None:
         _worker_replayers.clear()
         replayer = _worker_replayers[key] = EndpointReplayer(endpoint_name, settings, run_id)
-    return replayer._replay_threads(sessions, ids, threads, lambda _: None)
+    return replayer._replay_threads(sessions, ids, threads, lambda _: None, deadline)
 
 
 # --- which endpoint config served the replay ----------------------------------------------------

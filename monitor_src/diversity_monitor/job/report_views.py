@@ -451,30 +451,59 @@ def trend_figure(frame: pd.DataFrame, floor: float | None, k: int):
     return figure
 
 
-def timeline_figure(table: pd.DataFrame, events=(), threshold: float | None = None):
-    """Hourly diversity (mean, p5) with the threshold, deploy/rollback marks and ALARM hours shaded."""
+def alarm_spans(changes, end) -> list[tuple[pd.Timestamp, pd.Timestamp]]:
+    """(from, to) of every stretch the alarm spent in ALARM, from its state changes ((time, state),
+    oldest first, DescribeAlarmHistory); a stretch still open ends at `end`."""
+    spans, opened = [], None
+    for when, state in changes:
+        if state == "ALARM" and opened is None:
+            opened = pd.Timestamp(when)
+        elif state != "ALARM" and opened is not None:
+            spans.append((opened, pd.Timestamp(when)))
+            opened = None
+    if opened is not None:
+        spans.append((opened, pd.Timestamp(end)))
+    return spans
+
+
+def timeline_figure(table: pd.DataFrame, events=(), threshold: float | None = None, alarm_changes=None,
+                    title: str = "Replay diversity per hourly run", baseline: float | None = None):
+    """Hourly diversity (mean, p5) with the threshold (and the baseline mean), deploys and rollbacks at
+    the times they went live (`events`: at / what / detail), and the alarm's real time in ALARM shaded
+    (`alarm_changes`: (time, state) from its state history). Titled with the date; times in UTC."""
     import matplotlib.dates as mdates
     import matplotlib.pyplot as plt
 
     hours = pd.to_datetime(table["hour"], utc=True)
-    figure, axis = plt.subplots(figsize=(9, 3.8))
+    figure, axis = plt.subplots(figsize=(9, 4.2))
     axis.plot(hours, table["mean"], marker="o", label="replay: mean categories per top-10")
     axis.plot(hours, table["p5"], marker=".", linestyle=":", label="replay: p5")
     if "live mean" in table:
         axis.plot(hours, table["live mean"], marker="s", color="#8a5300", alpha=0.8, label="live traffic: mean")
     if threshold is not None:
         axis.axhline(threshold, color="#d62728", linestyle="--", label=f"alarm threshold {threshold:g}")
-    for hour, state in zip(hours, table.get("alarm", [])):
-        if state == "ALARM":
-            axis.axvspan(hour - pd.Timedelta(minutes=30), hour + pd.Timedelta(minutes=30), color="#d62728", alpha=0.12)
+    if baseline is not None:
+        axis.axhline(baseline, color="#2ca02c", linestyle=":", label=f"baseline mean {baseline:.2f}")
+    end = (hours.max() + pd.Timedelta(hours=1)) if len(hours) else None
+    for number, (start, stop) in enumerate(alarm_spans(alarm_changes or [], end)):
+        axis.axvspan(start, stop, color="#d62728", alpha=0.12,
+                     label="alarm in ALARM (its state history)" if number == 0 else None)
+    axis.set_ylim(0, 10.5)
     for event in events:
         if event.what in ("deploy", "rollback"):
-            axis.axvline(pd.Timestamp(event.at), color="grey" if event.what == "deploy" else "green", linewidth=1)
-            axis.annotate(f"{event.what}\n{event.detail.split(' ')[0]}", (pd.Timestamp(event.at), axis.get_ylim()[1]),
+            moment = pd.Timestamp(event.at)
+            axis.axvline(moment, color="grey" if event.what == "deploy" else "green", linewidth=1)
+            axis.annotate(f"{event.what} {moment:%H:%M}\n{event.detail.split(' ')[0]}", (moment, 10.4),
                           fontsize=7, va="top", ha="left")
-    axis.set_ylabel("distinct categories")
-    axis.set_ylim(0, 10.5)
-    axis.xaxis.set_major_formatter(mdates.DateFormatter("%H:%M"))
-    axis.legend(loc="lower left", fontsize=8)
+    axis.set_ylabel("distinct categories per top-10")
+    axis.set_xlabel("time (UTC)")
+    if len(hours):
+        first, last = hours.min(), hours.max()
+        days = f"{first:%Y-%m-%d}" if first.date() == last.date() else f"{first:%Y-%m-%d} to {last:%Y-%m-%d}"
+        axis.set_title(f"{title}, {days} (UTC)", fontsize=10)
+        axis.set_xlim(first - pd.Timedelta(minutes=30), last + pd.Timedelta(minutes=30))
+        same_day = first.date() == last.date()
+        axis.xaxis.set_major_formatter(mdates.DateFormatter("%H:%M" if same_day else "%m-%d %H:%M", tz="UTC"))
+    axis.legend(loc="lower left", fontsize=7)
     figure.tight_layout()
     return figure

@@ -6,7 +6,9 @@ control routes included, must pass three checks before anything reads it further
 
 1. `Host` names the stack's own loopback address and port (a rebound name does not);
 2. it does not come from a browser page: no `Origin`, and no `Sec-Fetch-Site` other than `none`
-   (a URL typed into the address bar) - and no answer carries a CORS approval (`gateway`);
+   (a URL typed into the address bar) - except a top-level GET navigation to a presigned URL (a
+   person clicking a report link; the page that holds the link cannot read the answer) - and no
+   answer carries a CORS approval (`gateway`);
 3. it is signed with Signature Version 4 by the stack's own credentials, in the Authorization
    header or as a presigned URL, within AWS's 15-minute window.
 
@@ -183,7 +185,7 @@ class RequestGuard:
                                    "requests for other names (a rebound DNS name, a proxy) are refused")
         origin = request.headers.get("origin")
         fetch_site = request.headers.get("sec-fetch-site")
-        if origin is not None or (fetch_site is not None and fetch_site != "none"):
+        if (origin is not None or (fetch_site is not None and fetch_site != "none")) and not _opened_link(request):
             return Refusal("browser", f"a request from a web page (Origin {origin or '-'}, Sec-Fetch-Site "
                                       f"{fetch_site or '-'}) is refused: the local stack serves AWS clients only")
         try:
@@ -218,6 +220,15 @@ class RequestGuard:
             return (f"the signature's time {signature.timestamp} is more than 15 minutes from this machine's clock: "
                     "check the clock of the machine that signed it")
         return None
+
+
+def _opened_link(request: WireRequest) -> bool:
+    """A person following a presigned link (a report link in JupyterLab): a top-level GET
+    navigation, which a page can trigger but never read, carrying a presigned signature, which
+    only the stack's credentials can make. The signature is still checked like any other."""
+    return (request.method in ("GET", "HEAD") and request.headers.get("origin") is None
+            and request.headers.get("sec-fetch-mode") == "navigate"
+            and "X-Amz-Signature=" in request.query)
 
 
 def _parse_signature(request: WireRequest) -> _Signature | None:

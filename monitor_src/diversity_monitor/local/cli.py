@@ -2,7 +2,10 @@
 
 `up` serves the stack in the foreground until Ctrl-C / SIGTERM, or with `--detach` in a
 background process. Either way the running stack is recorded in `<state-dir>/stack.json`
-(pid, url, state dir, region, clock), which `down`, `status` and `advance` read. `up` prints
+(pid, url, state dir, region, clock) and in the per-user registry of running stacks
+(`aws.local_stacks`), so `down`, `status` and `advance` find it without `--state-dir` when it
+is the only one, and notebooks find its credentials from its URL. A state folder whose stack
+ran on a simulated clock resumes that clock where it stopped (`--real-clock` to leave it). `up` prints
 `export` lines (after `#` comments, and after an `unset` of the shell's other AWS_* variables,
 such as AWS_PROFILE or AWS_ENDPOINT_URL_S3, that would send boto3 elsewhere), so
 `eval "$(diversity-monitor local up --detach)"` points the shell's boto3 at it. The stack
@@ -28,6 +31,8 @@ import urllib.request
 from collections.abc import Mapping
 from pathlib import Path
 
+from diversity_monitor.aws import local_stacks
+from diversity_monitor.cli import whole_option
 from diversity_monitor.local.access import (
     CredentialsFileError,
     credentials_path,
@@ -52,13 +57,20 @@ def register(parser: argparse.ArgumentParser) -> None:
     commands = parser.add_subparsers(dest="local_command", metavar="SUBCOMMAND", required=True)
 
     up = commands.add_parser("up", help="start the stack (foreground, or --detach)")
-    _state_dir_argument(up)
-    up.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"gateway port on 127.0.0.1 (default {DEFAULT_PORT})")
+    up.add_argument(
+        "--state-dir", type=Path, default=DEFAULT_STATE_DIR,
+        help=f"where the stack keeps its state (default {DEFAULT_STATE_DIR}); a demo's or drill's "
+             "`.local-stack` brings that run back",
+    )
+    up.add_argument("--port", type=whole_option("--port", 1, 65535), default=DEFAULT_PORT, help=f"gateway port on 127.0.0.1 (default {DEFAULT_PORT})")
     up.add_argument("--region", default=DEFAULT_REGION, help=f"region in ARNs and clients (default {DEFAULT_REGION})")
     up.add_argument(
         "--simulated-clock", metavar="INSTANT", default=None,
-        help="start a simulated clock at this ISO-8601 instant (e.g. 2027-10-31T06:00:00Z); move it with `advance`",
+        help="start a simulated clock at this ISO-8601 instant (e.g. 2027-10-31T06:00:00Z); move it with `advance`. "
+             "Default: the state folder's simulated clock where it stopped, else real time",
     )
+    up.add_argument("--real-clock", action="store_true",
+                    help="run on real time even if the state folder's stack ran on a simulated clock")
     up.add_argument("--detach", action="store_true", help="run in the background; stop with `local down`")
     up.add_argument("--verbose", action="store_true", help="log what the stack does")
     up.set_defaults(handler=_up)
@@ -80,9 +92,24 @@ def register(parser: argparse.ArgumentParser) -> None:
 
 def _state_dir_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--state-dir", type=Path, default=DEFAULT_STATE_DIR,
-        help=f"where the stack keeps its state (default {DEFAULT_STATE_DIR})",
+        "--state-dir", type=Path, default=None,
+        help="the stack's state folder (default: the one stack running on this machine, from the registry of "
+             "running stacks)",
     )
+
+
+def chosen_state_dir(state_dir: Path | None) -> Path:
+    """`--state-dir` when given, else the state folder of the only registered running stack."""
+    if state_dir is not None:
+        return state_dir.resolve()
+    running = local_stacks.running_stacks()
+    if len(running) == 1:
+        return Path(running[0]["state_dir"])
+    if not running:
+        raise StackError(f"no stack is running (none registered in {local_stacks.registry_folder()}); start one with "
+                         "`diversity-monitor local up --detach`, or give --state-dir")
+    listed = "; ".join(f"{record['url']} from {record['state_dir']}" for record in running)
+    raise StackError(f"{len(running)} stacks are running ({listed}): give --state-dir")
 
 
 def parse_duration(text: str) -> int:
@@ -102,14 +129,7 @@ def _stack_file(state_dir: Path) -> Path:
     return state_dir / STACK_FILE
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+_alive = local_stacks.process_alive
 
 
 def running_stack(state_dir: Path) -> dict | None:
@@ -160,6 +180,9 @@ def _announce(record: dict, environ: Mapping[str, str]) -> None:
 def _up(args: argparse.Namespace) -> int:
     state_dir = args.state_dir.resolve()
     existing = running_stack(state_dir)
+    if args.simulated_clock and args.real_clock:
+        print("error: --simulated-clock and --real-clock: choose one", file=sys.stderr)
+        return 2
     if existing:
         print(f"error: a stack is already running from {state_dir} (pid {existing['pid']}, {existing['url']}); "
               f"`diversity-monitor local down --state-dir {args.state_dir}` stops it", file=sys.stderr)
@@ -174,7 +197,7 @@ def _up_foreground(args: argparse.Namespace, state_dir: Path) -> int:
 
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(asctime)s %(name)s %(message)s")
     try:
-        clock = parse_clock(args.simulated_clock)
+        clock = parse_clock(args.simulated_clock, state_dir, real_time=args.real_clock)
         stack = start_stack(state_dir, args.port, clock, args.region)
     except StackError as error:
         print(f"error: {error}", file=sys.stderr)
@@ -186,6 +209,7 @@ def _up_foreground(args: argparse.Namespace, state_dir: Path) -> int:
     record = {"pid": os.getpid(), "url": stack.url, "state_dir": str(state_dir), "region": args.region, "clock": describe_clock}
     path = _stack_file(state_dir)
     path.write_text(json.dumps(record))
+    local_stacks.register_stack(record)
     try:
         _announce(record, os.environ)
         stop.wait()
@@ -194,18 +218,34 @@ def _up_foreground(args: argparse.Namespace, state_dir: Path) -> int:
         try:
             stack.stop()
         finally:
+            local_stacks.unregister_stack(record["url"], record["pid"])
             path.unlink(missing_ok=True)
     return 0
 
 
-def _up_detached(args: argparse.Namespace, state_dir: Path, timeout: float = 120.0) -> int:
+def _up_detached(args: argparse.Namespace, state_dir: Path) -> int:
+    try:
+        record = start_detached(state_dir, args.port, args.region, args.simulated_clock, args.real_clock, args.verbose)
+    except StackError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    _announce(record, os.environ)
+    return 0
+
+
+def start_detached(state_dir: Path, port: int = DEFAULT_PORT, region: str = DEFAULT_REGION,
+                   simulated_clock: str | None = None, real_clock: bool = False, verbose: bool = False,
+                   timeout: float = 120.0) -> dict:
+    """`local up --detach`: the stack in a background process; returns its record once it serves."""
     log_path = state_dir / "logs" / "stack.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
     command = [sys.executable, "-m", "diversity_monitor.cli", "local", "up",
-               "--state-dir", str(state_dir), "--port", str(args.port), "--region", args.region]
-    if args.simulated_clock:
-        command += ["--simulated-clock", args.simulated_clock]
-    if args.verbose:
+               "--state-dir", str(state_dir), "--port", str(port), "--region", region]
+    if simulated_clock:
+        command += ["--simulated-clock", simulated_clock]
+    if real_clock:
+        command.append("--real-clock")
+    if verbose:
         command.append("--verbose")
     with open(log_path, "ab") as log_file:
         child = subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
@@ -214,20 +254,20 @@ def _up_detached(args: argparse.Namespace, state_dir: Path, timeout: float = 120
     while time.monotonic() < deadline:
         record = running_stack(state_dir)
         if record and record["pid"] == child.pid:
-            _announce(record, os.environ)
-            return 0
+            return record
         if child.poll() is not None:
-            print(f"error: the stack exited during startup (status {child.returncode}); {log_path}:\n{log_tail(log_path)}",
-                  file=sys.stderr)
-            return 1
+            raise StackError(f"the stack exited during startup (status {child.returncode}); {log_path}:\n{log_tail(log_path)}")
         time.sleep(0.1)
     child.terminate()
-    print(f"error: the stack did not start within {timeout:.0f} s; see {log_path}", file=sys.stderr)
-    return 1
+    raise StackError(f"the stack did not start within {timeout:.0f} s; see {log_path}")
 
 
 def _down(args: argparse.Namespace, timeout: float = 120.0) -> int:
-    state_dir = args.state_dir.resolve()
+    try:
+        state_dir = chosen_state_dir(args.state_dir)
+    except StackError as error:
+        print(error)
+        return 0
     record = running_stack(state_dir)
     if record is None:
         print(f"no stack is running from {state_dir}")
@@ -243,10 +283,12 @@ def _down(args: argparse.Namespace, timeout: float = 120.0) -> int:
     return 0
 
 
-def _call(state_dir: Path, method: str, route: str, payload: dict | None = None) -> dict:
-    record = running_stack(state_dir.resolve())
+def call_stack(state_dir: Path | None, method: str, route: str, payload: dict | None = None) -> dict:
+    """One request to the running stack's own routes (`/_local/status`, `/_local/advance`)."""
+    state_dir = chosen_state_dir(state_dir)
+    record = running_stack(state_dir)
     if record is None:
-        raise StackError(f"no stack is running from {state_dir.resolve()}; start one with `diversity-monitor local up`")
+        raise StackError(f"no stack is running from {state_dir}; start one with `diversity-monitor local up`")
     data = json.dumps(payload).encode() if payload is not None else b""
     url = record["url"] + route
     headers = signed_control_headers(method, url, data, _credentials(Path(record["state_dir"])))
@@ -261,7 +303,7 @@ def _call(state_dir: Path, method: str, route: str, payload: dict | None = None)
 
 def _status(args: argparse.Namespace) -> int:
     try:
-        status = _call(args.state_dir, "GET", "/_local/status")
+        status = call_stack(args.state_dir, "GET", "/_local/status")
     except StackError as error:
         print(f"not running: {error}", file=sys.stderr)
         return 1
@@ -284,7 +326,7 @@ def _status(args: argparse.Namespace) -> int:
 
 def _advance(args: argparse.Namespace) -> int:
     try:
-        answer = _call(args.state_dir, "POST", "/_local/advance", {"seconds": args.duration})
+        answer = call_stack(args.state_dir, "POST", "/_local/advance", {"seconds": args.duration})
     except StackError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1

@@ -313,11 +313,11 @@ def log_tail(path: Path, lines: int = 20) -> str:
         return f"(no log at {path})"
 
 
-def stop_process(process: subprocess.Popen, grace: float = 10.0) -> None:
-    """SIGTERM the process group (the process and its children), SIGKILL after `grace` seconds."""
+def stop_process(process: subprocess.Popen, grace: float = 10.0, first: signal.Signals = signal.SIGTERM) -> None:
+    """`first` (SIGTERM) to the process group (the process and its children), SIGKILL after `grace` seconds."""
     if process.poll() is not None:
         return
-    for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 5.0)):
+    for sig, wait in ((first, grace), (signal.SIGKILL, 5.0)):
         try:
             os.killpg(process.pid, sig)
         except ProcessLookupError:

@@ -11,7 +11,8 @@ Processing contract promises a container [PROC]:
   `/opt/ml` mapped to the job folder (`images`, `container_paths`); a `ContainerEntrypoint`, an
   environment key that changes how a process starts, or a path leaving `/opt/ml` fails the job
   before anything runs (`run_safety`: here they would act on the host);
-- past `MaxRuntimeInSeconds` the process group is stopped and the job fails;
+- past `MaxRuntimeInSeconds` the process group is stopped (SIGINT, then SIGKILL, as Processing
+  does) and the job fails;
 - exit code 0 completes the job and uploads every `LocalPath` output to its `S3Uri`; any other
   code fails it with `AlgorithmError`; `/opt/ml/output/message` becomes `ExitMessage` (1 KB).
 
@@ -30,6 +31,7 @@ import functools
 import json
 import logging
 import posixpath
+import signal
 import subprocess
 import threading
 from collections.abc import Iterable, Iterator
@@ -54,7 +56,9 @@ log = logging.getLogger(__name__)
 PROCESSING_JOB = "ProcessingJob"  # store kind; records are DescribeProcessingJob outputs
 EXIT_MESSAGE_LIMIT = 1024  # bytes of /opt/ml/output/message kept as ExitMessage [PROC]
 FAILURE_REASON_LIMIT = 1024  # FailureReason's max length in the API model
-STOP_GRACE_SECONDS = 5  # SIGTERM, then this long before SIGKILL (what `docker stop` does, shorter)
+# Processing stops a container with SIGINT, then SIGKILL [PROC; facts page]: this long between them.
+STOP_SIGNAL = signal.SIGINT
+STOP_GRACE_SECONDS = 5
 
 # Model Monitor publishes the container's metrics file here [BYOC; facts page].
 # The keys a metrics-file line may carry, as the BYOC CloudWatch page documents them.
@@ -258,12 +262,12 @@ def _run_container(host: JobHost, spec: images.ImageSpec, record: dict, folder: 
     try:
         return process.wait(timeout=max_runtime)
     except subprocess.TimeoutExpired:
-        stop_process(process, grace=STOP_GRACE_SECONDS)
+        stop_process(process, grace=STOP_GRACE_SECONDS, first=STOP_SIGNAL)
         raise JobError(
             f"ClientError: the job ran longer than StoppingCondition.MaxRuntimeInSeconds ({max_runtime} s) and was stopped"
         ) from None
     except BaseException:  # the stack is being stopped (a signal): the container must not outlive it
-        stop_process(process, grace=STOP_GRACE_SECONDS)
+        stop_process(process, grace=STOP_GRACE_SECONDS, first=STOP_SIGNAL)
         raise
     finally:
         with _running_lock:
@@ -283,7 +287,7 @@ def stop_running_jobs() -> list[str]:
         running = list(_running.items())
         _stopped.update(name for name, _ in running)
     for _, process in running:
-        stop_process(process, grace=STOP_GRACE_SECONDS)
+        stop_process(process, grace=STOP_GRACE_SECONDS, first=STOP_SIGNAL)
     return [name for name, _ in running]
 
 

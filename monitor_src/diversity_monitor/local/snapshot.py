@@ -30,6 +30,7 @@ from pathlib import Path
 
 MANIFEST = "manifest.json"
 MESSAGING = "messaging.json"
+CLOCK = "clock.json"  # where a simulated clock stood when the stack stopped: `local up` resumes there
 
 # Attributes the Create/Set calls accept back; the rest (ARNs, counters, timestamps, owners,
 # effective policies) are the service's own.
@@ -238,6 +239,23 @@ class MetricJournal:
                 by_namespace.setdefault(entry["Namespace"], []).append(datum)
             _write_atomically(self.path, b"".join(kept_lines))
             return by_namespace
+
+
+# --- the clock ----------------------------------------------------------------------------------
+
+
+def save_clock(folder: Path, simulated: bool, now: datetime) -> None:
+    """Record the stack's clock, so a restart on a simulated clock resumes where it stopped."""
+    _write_atomically(Path(folder) / CLOCK, json.dumps({"simulated": simulated, "now": now.isoformat()}).encode())
+
+
+def saved_simulated_time(folder: Path) -> datetime | None:
+    """Where the stack's simulated clock stood when its state was last saved; None for a real clock or none saved."""
+    try:
+        saved = json.loads((Path(folder) / CLOCK).read_text())
+    except (OSError, ValueError):
+        return None
+    return datetime.fromisoformat(saved["now"]) if saved.get("simulated") else None
 
 
 # --- files ----------------------------------------------------------------------------------

@@ -175,6 +175,7 @@ def save_state(platform: LocalPlatform, final: bool) -> None:
     count = snapshot.save(platform.aws_client("s3"), platform.state_dir / "s3")
     messaging = snapshot.save_messaging(platform.aws_client("sns"), platform.aws_client("sqs"),
                                         platform.state_dir / snapshot.MESSAGING, messages=final)
+    snapshot.save_clock(platform.state_dir, platform.clock.simulated, platform.clock.now())
     metric_data.metric_journal(platform).retained(platform.clock.now() - metric_data.METRIC_PAST_LIMIT)
     log.info("saved %d S3 objects and %s to %s", count, messaging, platform.state_dir)
 
@@ -187,10 +188,12 @@ def restore_state(platform: LocalPlatform) -> None:
     log.info("restored %d S3 objects and %s", count, messaging)
 
 
-def parse_clock(start: str | None) -> Clock:
-    """`None` -> real time; an ISO-8601 instant -> a simulated clock starting there."""
+def parse_clock(start: str | None, state_dir: Path | None = None, real_time: bool = False) -> Clock:
+    """An ISO-8601 instant -> a simulated clock starting there; `real_time` -> real time; otherwise
+    the state folder's simulated clock where it stopped (a restored run keeps its own time), else real time."""
     if start is None:
-        return RealClock()
+        resumed = None if real_time or state_dir is None else snapshot.saved_simulated_time(state_dir)
+        return SimulatedClock(resumed) if resumed else RealClock()
     try:
         moment = process_clock.parse_instant(start)
     except ValueError:

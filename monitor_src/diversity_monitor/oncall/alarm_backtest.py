@@ -47,6 +47,7 @@ import pandas as pd
 from diversity_monitor import storage
 from diversity_monitor.aws import alarm_evaluation as ev
 from diversity_monitor.aws.service_schema import validate_request
+from diversity_monitor.cli import number_option, whole_option
 from diversity_monitor.clock import iso_z
 from diversity_monitor.conventions import (
     DEFAULT_MIN_DIVERSITY,
@@ -730,22 +731,26 @@ def sweep_figure(result: Sweep, current: Setting | None = None, chosen: Setting 
 
 # --- the command --------------------------------------------------------------------------------
 
+# PutMetricAlarm allows EvaluationPeriods * Period up to 7 days; hourly points make that 168.
+MAX_EVALUATION_PERIODS = 7 * 24
+
+
 def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("source", help="hourly reports (S3 or a folder: a schedule's folder in Model Monitor's layout, "
                                        "or the demo's reports/ folder) or a CSV of timestamp,value lines")
     parser.add_argument("--metric", default=None, help="metric the runs publish (default: the mean diversity "
                                                        "per top-k of the reports' k); a CSV's name in the output")
-    parser.add_argument("--threshold", type=float, nargs="+", default=[DEFAULT_MIN_DIVERSITY],
+    parser.add_argument("--threshold", type=number_option("--threshold", -1e9, 1e9), nargs="+", default=[DEFAULT_MIN_DIVERSITY],
                         help=f"Threshold; several run a sweep (default {DEFAULT_MIN_DIVERSITY:g})")
     parser.add_argument("--comparison-operator", default=DEFAULT_COMPARISON, help=f"default {DEFAULT_COMPARISON}")
-    parser.add_argument("--evaluation-periods", type=int, default=DESIGN_M_OF_N[1], help="N (default 3)")
-    parser.add_argument("--datapoints-to-alarm", type=int, default=DESIGN_M_OF_N[0], help="M (default 2)")
+    parser.add_argument("--evaluation-periods", type=whole_option("--evaluation-periods", 1, MAX_EVALUATION_PERIODS), default=DESIGN_M_OF_N[1], help="N (default 3)")
+    parser.add_argument("--datapoints-to-alarm", type=whole_option("--datapoints-to-alarm", 1, MAX_EVALUATION_PERIODS), default=DESIGN_M_OF_N[0], help="M (default 2)")
     parser.add_argument("--m-of-n", nargs="+", default=None, metavar="M/N",
                         help="M-of-N pairs to sweep, e.g. 1/1 2/3 3/3 (instead of the two options above)")
     parser.add_argument("--treat-missing-data", default=DEFAULT_TREAT_MISSING, help="default missing")
-    parser.add_argument("--period", type=int, default=METRIC_PERIOD_SECONDS, help="seconds (default 3600)")
+    parser.add_argument("--period", type=whole_option("--period", 10, 86400), default=METRIC_PERIOD_SECONDS, help="seconds (default 3600)")
     parser.add_argument("--statistic", default=DEFAULT_STATISTIC, help=f"default {DEFAULT_STATISTIC}")
-    parser.add_argument("--publication-delay", type=float, default=None, metavar="MINUTES",
+    parser.add_argument("--publication-delay", type=number_option("--publication-delay", 0, 7 * 24 * 60), default=None, metavar="MINUTES",
                         help=f"minutes from a point's time to CloudWatch having it: a CSV's (default 0), or reports "
                              f"without measured_at (default {SCHEDULE_START_DELAY_MINUTES})")
     parser.add_argument("--start", default=None, help="ISO-8601 UTC: the alarm is created then (default: the first point)")

@@ -15,11 +15,14 @@ import orjson
 from diversity_monitor import clock
 from diversity_monitor.capture.reader import DEFAULT_LOCATION_LIMIT, live_diversity
 from diversity_monitor.capture.source import CaptureSourceError
-from diversity_monitor.conventions import DEFAULT_TOP_K, REPLAY_INFERENCE_PREFIX
+from diversity_monitor.cli import deprecated_alias, whole_option
+from diversity_monitor.conventions import DEFAULT_TOP_K, MAX_TOP_K, REPLAY_INFERENCE_PREFIX
 from diversity_monitor.job.inputs import InputError, load_catalog
 from diversity_monitor.measures.response_path import DEFAULT_RESPONSE_PATH
 
 EXIT_SOURCE_ERROR, EXIT_CATALOG_ERROR = 3, 4
+MAX_WORKERS = 256  # reading processes
+MAX_LOCATIONS = 1_000_000  # malformed locations listed (each is a line of output)
 
 
 def register(parser: argparse.ArgumentParser) -> None:
@@ -35,11 +38,13 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--end", type=_instant, metavar="T", help="ISO-8601 end of the window (exclusive)")
     parser.add_argument("--exclude-inference-prefix", default=REPLAY_INFERENCE_PREFIX, metavar="P",
                         help=f"InferenceId prefix of replay traffic to exclude (default {REPLAY_INFERENCE_PREFIX!r}; '' excludes nothing)")
-    parser.add_argument("--k", type=int, default=DEFAULT_TOP_K, help=f"top-k size (default {DEFAULT_TOP_K})")
+    parser.add_argument("--top-k", type=whole_option("--top-k", 1, MAX_TOP_K), default=DEFAULT_TOP_K, metavar="K",
+                        help=f"top-k size (default {DEFAULT_TOP_K})")
+    deprecated_alias(parser, "--k", "--top-k")
     parser.add_argument("--response-path", default=DEFAULT_RESPONSE_PATH, metavar="EXPR",
                         help=f"where the ranked article ids are in a response (default {DEFAULT_RESPONSE_PATH!r})")
-    parser.add_argument("--workers", type=int, default=1, help="processes reading files in parallel (default 1)")
-    parser.add_argument("--max-locations", type=int, default=DEFAULT_LOCATION_LIMIT, metavar="N",
+    parser.add_argument("--workers", type=whole_option("--workers", 1, MAX_WORKERS), default=1, help="processes reading files in parallel (default 1)")
+    parser.add_argument("--max-locations", type=whole_option("--max-locations", 0, MAX_LOCATIONS), default=DEFAULT_LOCATION_LIMIT, metavar="N",
                         help="malformed locations to list (the count is always exact)")
     parser.set_defaults(handler=_capture_stats)
 
@@ -58,7 +63,7 @@ def _capture_stats(args: argparse.Namespace) -> int:
         return _fail("CatalogError", str(error), EXIT_CATALOG_ERROR)
     try:
         stats = live_diversity(
-            args.source, catalog, k=args.k, start=args.start, end=args.end,
+            args.source, catalog, k=args.top_k, start=args.start, end=args.end,
             exclude_inference_prefix=args.exclude_inference_prefix, response_path=args.response_path,
             workers=args.workers, location_limit=args.max_locations,
         )

@@ -70,10 +70,11 @@ def widget_requests(body: dict, start: datetime, end: datetime) -> list[tuple[di
 
 
 def window_around(moment: datetime, hours_before: int, now: datetime | None = None) -> tuple[datetime, datetime]:
-    """From `hours_before` whole hours before `moment` to an hour after it, not past now."""
+    """From `hours_before` whole hours before `moment` to an hour after it, not past now (whole minutes:
+    graphs have no finer period, and the caption then reads the same however long the kernel took)."""
     now = as_utc(now or utcnow())
     start = as_utc(moment).replace(minute=0, second=0, microsecond=0) - hours_before * HOUR
-    return start, min(now, as_utc(moment) + HOUR)
+    return start, min(now, as_utc(moment) + HOUR).replace(second=0, microsecond=0)
 
 
 def board(endpoint_name: str, start: datetime, end: datetime, client=None) -> Board:

@@ -37,10 +37,14 @@ from botocore.exceptions import BotoCoreError, ClientError
 from diversity_monitor import storage
 from diversity_monitor.aws import service_schema
 from diversity_monitor.aws.schedule_expression import Window, analysis_window, format_offset, parse_schedule_expression
+from diversity_monitor.aws.session import SetupError
 from diversity_monitor.capture.source import CaptureSourceError, list_capture_files
 from diversity_monitor.clock import as_utc, iso_z, parse_instant, utcnow
 from diversity_monitor.conventions import (
+    ANALYSIS_WINDOW_EXTRA_HOURS,
+    MAX_JSON_DOCUMENT_BYTES,
     NO_CAPTURE_FAILURE,
+    REPLAY_INFERENCE_PREFIX,
     SUCCESS_RATE_METRIC,
     VIOLATIONS_FILE,
     endpoint_of,
@@ -60,8 +64,14 @@ BEFORE_SCHEDULE = "Not scheduled (before the schedule existed)"
 MAX_SCHEDULE_NAME = 63
 
 
-class DiagnosisError(RuntimeError):
-    """The runbook cannot go on; the message says what is missing."""
+class DiagnosisError(SetupError):
+    """The runbook cannot go on; the message says what is missing (shown without a traceback)."""
+
+
+NOTHING_TO_DIAGNOSE = ("**NOTHING TO DIAGNOSE**: every run of `{schedule}` in the hours looked at completed and replayed "
+                       "(no failed, replay-failed or missing run). If you were paged, the monitor-health alarm may "
+                       "already be back to OK; to look at one run, give `scheduled_time`; to look further back, raise "
+                       "`lookback_hours`.")
 
 
 # --- the schedule and its executions ---------------------------------------------------------
@@ -72,7 +82,16 @@ def _in_utc(record: dict, *fields: str) -> dict:
 
 
 def describe_schedule(schedule_name: str) -> dict:
-    described = boto3.client("sagemaker").describe_monitoring_schedule(MonitoringScheduleName=schedule_name)
+    sagemaker = boto3.client("sagemaker")
+    try:
+        described = sagemaker.describe_monitoring_schedule(MonitoringScheduleName=schedule_name)
+    except ClientError as error:
+        if error.response.get("Error", {}).get("Code") not in ("ResourceNotFound", "ValidationException"):
+            raise
+        names = [item["MonitoringScheduleName"] for item in
+                 sagemaker.list_monitoring_schedules(MaxResults=100).get("MonitoringScheduleSummaries", [])]
+        raise DiagnosisError(f"monitoring schedule {schedule_name!r} does not exist in {sagemaker.meta.region_name}: "
+                             f"fix schedule_name (schedules there: {', '.join(names) or 'none'})") from None
     return _in_utc(described, "CreationTime", "LastModifiedTime")
 
 
@@ -180,8 +199,9 @@ class ExecutionView:
 
 def pick_execution(found: list[dict], missing: list[datetime], scheduled_time: str | datetime | None,
                    schedule_name: str | None = None,
-                   replay_failed: dict[datetime, tuple[str, ...]] | None = None) -> tuple[datetime, dict | None]:
-    """The run to diagnose: the one asked for, else the latest failed, replay-failed or missing one.
+                   replay_failed: dict[datetime, tuple[str, ...]] | None = None) -> tuple[datetime | None, dict | None]:
+    """The run to diagnose: the one asked for, else the latest failed, replay-failed or missing one;
+    `(None, None)` when there is none (a healthy schedule: the rest of the runbook says so).
 
     A run asked for by time that is not among `found` (older than the lookback) is looked up
     on its own when `schedule_name` is given, so it is never reported missing by mistake.
@@ -196,8 +216,7 @@ def pick_execution(found: list[dict], missing: list[datetime], scheduled_time: s
               if item["MonitoringExecutionStatus"] in ("Failed", "Stopped") or item["ScheduledTime"] in (replay_failed or {})]
     candidates = failed + [(run, None) for run in missing]
     if not candidates:
-        raise DiagnosisError("no failed, replay-failed or missing run in the time looked at: give scheduled_time, or "
-                             "look further back (lookback_hours)")
+        return None, None
     return max(candidates, key=lambda pair: pair[0])
 
 
@@ -206,7 +225,10 @@ def window_of(schedule: dict, scheduled: datetime) -> Window:
     return analysis_window(schedule["MonitoringScheduleConfig"]["ScheduleConfig"], scheduled)
 
 
-def execution_view(schedule: dict, scheduled: datetime, execution: dict | None) -> ExecutionView:
+def execution_view(schedule: dict, scheduled: datetime | None, execution: dict | None) -> ExecutionView | None:
+    """What is known of the run at `scheduled`; None when there is no run to diagnose."""
+    if scheduled is None:
+        return None
     definition = job_definition(schedule)
     endpoint = endpoint_of(definition)
     scheduled = as_utc(scheduled)
@@ -239,7 +261,9 @@ def execution_view(schedule: dict, scheduled: datetime, execution: dict | None) 
     )
 
 
-def execution_markdown(view: ExecutionView, schedule: dict) -> str:
+def execution_markdown(view: ExecutionView | None, schedule: dict) -> str:
+    if view is None:
+        return NOTHING_TO_DIAGNOSE.format(schedule=schedule["MonitoringScheduleName"])
     lines = [
         f"**Run {iso_z(view.scheduled)} of `{view.schedule_name}` (endpoint `{view.endpoint_name}`): {view.status}**",
         f"- FailureReason: `{view.failure_reason or 'none'}`",
@@ -382,8 +406,10 @@ CHECKS: dict[str, Callable[[CheckContext], CheckResult]] = {
 }
 
 
-def run_checks(view: ExecutionView, schedule: dict) -> dict[str, CheckResult]:
-    """Every check; an AccessDenied (or any AWS error) is a result, never an exception."""
+def run_checks(view: ExecutionView | None, schedule: dict) -> dict[str, CheckResult]:
+    """Every check; an AccessDenied (or any AWS error) is a result, never an exception. None: no run, no checks."""
+    if view is None:
+        return {}
     ctx, results = CheckContext(view, schedule), {}
     for key, check in CHECKS.items():
         try:
@@ -407,6 +433,8 @@ def checks_frame(results: dict[str, CheckResult]) -> pd.DataFrame:
 
 def checks_markdown(results: dict[str, CheckResult]) -> str:
     """One line per check, failures in bold: details are long (S3 prefixes), so not a table."""
+    if not results:
+        return "No checks: no run to diagnose."
     return "\n".join(f"- {'ok' if r.ok else '**FAILED**'}: {r.name}: {r.detail}" for r in results.values())
 
 
@@ -432,14 +460,20 @@ CAUSES: tuple[Cause, ...] = (
           "schedule's BaselineConfig at an existing one (notebooks/03_create_schedule_and_alarm.ipynb)."),
     Cause("inputs", "Validation set or catalog missing or malformed", r"bad input|--validation-set|--catalog",
           "inputs", "Restore the file named in the message (the schedule's ContainerArguments say where), then re-run the hour."),
-    Cause("no_data", "No captured data in the window",
+    Cause("no_data", "No captured data in the window: the no-data loop",
           r"Job inputs had no data|data capture enabled|No S3 objects found under S3 URL .*endpoint-input",
-          "capture", "Harmless if the endpoint had no traffic that hour. Otherwise capture is off or broken: the live "
-                     "endpoint config needs DataCaptureConfig (notebooks/01_enable_data_capture.ipynb)."),
+          "capture", "Not harmless: with no capture in the window no container starts, so no replay runs, so the "
+                     "next window holds none of the monitor's traffic either, and the monitor stays blind by itself. "
+                     "Section 6 tells a quiet endpoint (restart the loop with one replay) from a production endpoint "
+                     "that lost its capture (the live endpoint config needs DataCaptureConfig: "
+                     "notebooks/01_enable_data_capture.ipynb)."),
     Cause("endpoint", "Endpoint unreachable or failing",
           r"Could not find endpoint|endpoint.*(not found|Failed)|completeness_check|sessions replayed|ModelError|EndpointConnection",
           "endpoint", "The recommender itself is down or erroring: that is the incident (check the endpoint's "
                       "CloudWatch metrics and logs); the monitor recovers by itself once it answers."),
+    Cause("stopped", "The run was stopped (MaxRuntimeInSeconds reached, or stopped by hand)", r"stopped by SIG",
+          "endpoint", "A slow replay or report: check the endpoint's latency; the report timeout and the replay budget "
+                      "derive from MaxRuntimeInSeconds, so a run that hits them reports incompleteness instead."),
     Cause("report", "The report notebook failed", r"report notebook|papermill|kernel", "inputs",
           "Open the partial report notebook in the output prefix; the first cell with an error names the problem."),
     Cause("timeout", "The run took longer than MaxRuntimeInSeconds", r"MaxRuntimeInSeconds", "endpoint",
@@ -453,7 +487,9 @@ class Diagnosis:
     evidence: str
 
 
-def diagnose(view: ExecutionView, results: dict[str, CheckResult]) -> Diagnosis:
+def diagnose(view: ExecutionView | None, results: dict[str, CheckResult]) -> Diagnosis | None:
+    if view is None:
+        return None
     text = view.failure_text
     for cause in CAUSES:
         if text and re.search(cause.pattern, text, re.IGNORECASE):
@@ -470,7 +506,9 @@ def diagnose(view: ExecutionView, results: dict[str, CheckResult]) -> Diagnosis:
     return Diagnosis(None, f"no usual cause matches `{text or view.status}`; every check passes: read the container log")
 
 
-def diagnosis_markdown(diagnosis: Diagnosis) -> str:
+def diagnosis_markdown(diagnosis: Diagnosis | None) -> str:
+    if diagnosis is None:
+        return "**NOTHING TO DIAGNOSE**: no failed, replay-failed or missing run."
     if diagnosis.cause is None:
         return f"**CAUSE UNKNOWN**: {diagnosis.evidence}."
     return (f"**LIKELY CAUSE: {diagnosis.cause.title}** ({diagnosis.evidence}).\n\n"
@@ -515,7 +553,14 @@ def rerun_request(schedule: dict, hour: datetime, now: datetime | None = None) -
     return service_schema.validate_request("sagemaker", "CreateMonitoringSchedule", request)
 
 
-def rerun_cli(request: dict) -> str:
+def rerun_of(view: ExecutionView | None, schedule: dict) -> dict | None:
+    """The re-run request of the diagnosed run (`rerun_request`); None when there is no run to re-run."""
+    return None if view is None else rerun_request(schedule, view.scheduled)
+
+
+def rerun_cli(request: dict | None) -> str:
+    if request is None:
+        return "No re-run: no failed or missing run to re-run."
     config = request["MonitoringScheduleConfig"]["ScheduleConfig"]
     return (f"aws sagemaker create-monitoring-schedule --monitoring-schedule-name {request['MonitoringScheduleName']} "
             f"--monitoring-schedule-config file://rerun.json   # ScheduleExpression NOW, "
@@ -523,8 +568,10 @@ def rerun_cli(request: dict) -> str:
             "MonitoringJobDefinition copied from describe-monitoring-schedule")
 
 
-def start_rerun(request: dict, *, confirm: bool) -> str:
+def start_rerun(request: dict | None, *, confirm: bool) -> str:
     """Create the one-off schedule (only with `confirm`); returns what happened, for the notebook."""
+    if request is None:
+        return "NOT STARTED: nothing to re-run."
     name = request["MonitoringScheduleName"]
     if not confirm:
         return (f"NOT STARTED: set rerun=True to create the one-off schedule {name} "
@@ -541,3 +588,103 @@ def start_rerun(request: dict, *, confirm: bool) -> str:
     return (f"STARTED: one-off schedule {name}. Follow it with ListMonitoringExecutions(MonitoringScheduleName={name!r}); "
             f"its report lands under <reports>/<endpoint>/{name}/; delete the schedule when done "
             f"(aws sagemaker delete-monitoring-schedule --monitoring-schedule-name {name}).")
+
+
+# --- the no-data loop: a quiet endpoint, or a production endpoint that lost its capture -----------
+
+NO_DATA_LOOKBACK_HOURS = 24
+
+
+@dataclass(frozen=True)
+class CaptureHistory:
+    """What the capture held in the hours before a run: per hour, files and which traffic they hold."""
+
+    hours: tuple[tuple[datetime, int, int, int], ...]  # (hour, files, live records, replay records) sampled
+
+    @property
+    def last_live_hour(self) -> datetime | None:
+        return max((hour for hour, _, live, _ in self.hours if live), default=None)
+
+    @property
+    def last_captured_hour(self) -> datetime | None:
+        return max((hour for hour, files, _, _ in self.hours if files), default=None)
+
+
+def capture_history(roots: list[str], end: datetime, hours: int = NO_DATA_LOOKBACK_HOURS) -> CaptureHistory:
+    """Per hour before `end`, the capture files under each variant root, and whose traffic the first
+    file of the hour holds (the monitor's replay, by its InferenceId prefix, or live users)."""
+    start = end - timedelta(hours=hours)
+    counts: dict[datetime, list[int]] = {}
+    for root in roots:
+        try:
+            files = list_capture_files(root, start, end).files
+        except CaptureSourceError as error:
+            raise storage.StorageError(str(error)) from error.__cause__
+        for capture in files:
+            entry = counts.setdefault(capture.hour, [0, 0, 0])
+            entry[0] += 1
+            if entry[0] == 1:
+                live, replay = _traffic_of(capture.uri)
+                entry[1] += live
+                entry[2] += replay
+    return CaptureHistory(tuple((hour, *counts[hour]) for hour in sorted(counts)))
+
+
+def _traffic_of(uri: str) -> tuple[int, int]:
+    """(live, replay) records in one capture file, by each record's inferenceId."""
+    live = replay = 0
+    for line in storage.read_text(uri, MAX_JSON_DOCUMENT_BYTES).split("\n"):
+        if not line.strip():
+            continue
+        try:
+            inference = (json.loads(line).get("eventMetadata") or {}).get("inferenceId") or ""
+        except (ValueError, AttributeError):
+            continue
+        if str(inference).startswith(REPLAY_INFERENCE_PREFIX):
+            replay += 1
+        else:
+            live += 1
+    return live, replay
+
+
+def no_data_verdict(history: CaptureHistory, capture_on: bool, window_start: datetime) -> tuple[str, str]:
+    """(kind, what to do) for a run that failed with no data: `capture-off`, `lost-capture` or `quiet`."""
+    if not capture_on:
+        return ("capture-off", "Capture is OFF on the endpoint: every run fails with no data until the live endpoint "
+                               "config has a DataCaptureConfig again (notebooks/01_enable_data_capture.ipynb). "
+                               "A production endpoint must never run like this.")
+    last_live = history.last_live_hour
+    if last_live is not None:
+        return ("lost-capture",
+                f"PRODUCTION ENDPOINT THAT LOST ITS CAPTURE (or its traffic): live users' requests were captured "
+                f"until {iso_z(last_live)}, then nothing. Look at the endpoint's Invocations metric for the window: "
+                "requests but no capture means capture is broken (DestinationS3Uri permissions or KMS key, sampling "
+                "at 0%): fix it; no requests means the traffic stopped upstream, which is an incident of its own.")
+    return ("quiet",
+            "QUIET ENDPOINT (staging, or unused): no live traffic was captured in the last "
+            f"{NO_DATA_LOOKBACK_HOURS} hours; only the monitor's own replay kept its capture alive"
+            + (f", until {iso_z(history.last_captured_hour)}" if history.last_captured_hour else "")
+            + ". The schedule analyses its period plus "
+            f"{ANALYSIS_WINDOW_EXTRA_HOURS} hours, so one quiet or failed hour does not stop it; a longer gap did. "
+            "Restart the loop with one replay against the endpoint (its traffic is captured): "
+            "`diversity-monitor replay --endpoint-name <endpoint> --validation-set <...> --catalog <...>` "
+            "with the schedule's ContainerArguments; the next scheduled run then starts.")
+
+
+def no_data_markdown(view: ExecutionView, schedule: dict) -> str:
+    """Section 6 of the failed-run runbook: only for a run that failed with no data."""
+    if not re.search(CAUSES_BY_KEY["no_data"].pattern, view.failure_text or "", re.IGNORECASE):
+        return "Not a no-data failure: nothing to tell apart here."
+    endpoint = boto3.client("sagemaker").describe_endpoint(EndpointName=view.endpoint_name)
+    capture = endpoint.get("DataCaptureConfig") or {}
+    roots = [storage.join(capture["DestinationS3Uri"], view.endpoint_name, variant["VariantName"])
+             for variant in endpoint.get("ProductionVariants", [])] if capture.get("EnableCapture") else []
+    history = capture_history(roots, view.window_end) if roots else CaptureHistory(())
+    kind, advice = no_data_verdict(history, bool(capture.get("EnableCapture")), view.window_start)
+    rows = "\n".join(f"| {iso_z(hour)} | {files} | {live} | {replay} |" for hour, files, live, replay in history.hours)
+    table = ("| hour | capture files | live records (first file) | replay records (first file) |\n|---|---|---|---|\n"
+             + rows) if rows else "No capture at all in the last 24 hours."
+    return f"**{kind.upper()}**: {advice}\n\n{table}"
+
+
+CAUSES_BY_KEY = {cause.key: cause for cause in CAUSES}

@@ -35,6 +35,7 @@ from botocore.exceptions import ClientError
 
 from diversity_monitor import storage
 from diversity_monitor.aws import composite_rule, service_schema
+from diversity_monitor.aws.session import SetupError, require_endpoint
 from diversity_monitor.clock import as_utc, iso_z, utcnow
 from diversity_monitor.conventions import (
     CUSTOM_BLOCK,
@@ -54,8 +55,8 @@ from diversity_monitor.setup.alarms import alarm_names
 from diversity_monitor.setup.deployment import Deployment
 
 
-class IncidentError(RuntimeError):
-    """The runbook cannot go on; the message says what is missing and where to look."""
+class IncidentError(SetupError):
+    """The runbook cannot go on; the message says what is missing and where to look (no traceback shown)."""
 
 
 # --- the alarm and what it watches --------------------------------------------------------------
@@ -92,6 +93,7 @@ def resolve_target(alarm_name: str | None = None, endpoint_name: str | None = No
     endpoint_name = endpoint_name or dimensions.get("Endpoint")
     if not endpoint_name:
         raise IncidentError(f"alarm {alarm_name!r} has no Endpoint dimension; give endpoint_name")
+    require_endpoint(endpoint_name)
     schedule_name = schedule_name or dimensions.get("MonitoringSchedule") or _only_schedule(sagemaker, endpoint_name)
     schedule = sagemaker.describe_monitoring_schedule(MonitoringScheduleName=schedule_name)
     definition = schedule["MonitoringScheduleConfig"]["MonitoringJobDefinition"]
@@ -244,6 +246,7 @@ class Suspect:
     evidence: str
     first_bad_hour: datetime
     last_good_hour: datetime | None
+    when: str | None = None  # "at T" or "between T1 and T2", as exactly as the evidence allows
 
 
 @dataclass(frozen=True)
@@ -289,7 +292,7 @@ def find_suspect(streak: Streak, changes: list[ConfigChange], endpoint: dict, li
         models = tuple((first_bad.serving.get("models") or {}).values())
         suspect = Suspect(bad_config, models, change.at if change else None,
                           change.evidence if change else "the reports record the config of each run",
-                          first_bad.hour, last_good.hour)
+                          first_bad.hour, last_good.hour, change.when if change else None)
     else:
         # Reports without a serving record: only the last UpdateEndpoint's time is known for sure.
         modified = endpoint["LastModifiedTime"]
@@ -300,10 +303,10 @@ def find_suspect(streak: Streak, changes: list[ConfigChange], endpoint: dict, li
         suspect = Suspect(live.config_name, live.models, modified,
                           "ESTIMATED from DescribeEndpoint LastModifiedTime (the reports do not record the serving "
                           "config)", first_bad.hour, last_good.hour)
-    went_live = f"went live at {iso_z(suspect.went_live)}, " if suspect.went_live else ""
-    return suspect, (f"**SUSPECT: `{suspect.config}` ({', '.join(suspect.models)})** {went_live}after the last good "
-                     f"run at {iso_z(last_good.hour)} and before the first bad run at {iso_z(first_bad.hour)} "
-                     f"({suspect.evidence}).")
+    went_live = f"went live {suspect.when or 'at ' + iso_z(suspect.went_live)}, " if suspect.went_live else ""
+    return suspect, (f"**SUSPECT: `{suspect.config}` ({', '.join(suspect.models)})** {went_live}after the replay of "
+                     f"the last good run ({iso_z(last_good.hour)}) and before the replay of the first bad run "
+                     f"({iso_z(first_bad.hour)}) ({suspect.evidence}).")
 
 
 def deployments_frame(view: DeploymentView):

@@ -22,7 +22,9 @@ import pandas as pd
 from tqdm import tqdm  # text progress: works in any notebook front end without ipywidgets
 
 from diversity_monitor import storage
+from diversity_monitor.aws.session import SetupError, require_endpoint
 from diversity_monitor.capture.reader import live_diversity
+from diversity_monitor.clock import iso_z, parse_instant, utcnow
 from diversity_monitor.conventions import DEFAULT_MIN_DIVERSITY, DEFAULT_TOP_K
 from diversity_monitor.job import report_views as report
 from diversity_monitor.job.inputs import load_catalog
@@ -47,8 +49,8 @@ class Mark:
 def deploy_marks(reports: list[HourReport], endpoint_name: str, client=None) -> list[Mark]:
     """Changes of serving config between the runs (each report records its config); exact for the last one."""
     endpoint = (client or deployment.sagemaker_client()).describe_endpoint(EndpointName=endpoint_name)
-    return [Mark(change.at, "deploy", f"{change.after.config} ({', '.join(change.after.models.values())}), "
-                                      f"from {change.before.config}: {change.evidence}")
+    return [Mark(change.at, change.what, f"{change.after.config} ({', '.join(change.after.models.values())}), "
+                                         f"from {change.before.config}, went live {change.when}: {change.evidence}")
             for change in report_history.config_changes(reports, endpoint)]
 
 
@@ -137,14 +139,19 @@ def before_after_figure(before: HourReport, after: HourReport, threshold: float)
     axis.axvline(threshold, color="grey", linestyle="--", label=f"threshold {threshold:g}")
     axis.set_xlabel("distinct categories in the top list")
     axis.set_ylabel("share of sessions")
+    axis.set_title(f"Categories per top list, run of {before.hour:%Y-%m-%d %H:%M} vs {after.hour:%Y-%m-%d %H:%M} (UTC)",
+                   fontsize=10)
     axis.legend()
     figure.tight_layout()
     return figure
 
 
-def timeline_figure(hourly: pd.DataFrame, live: pd.DataFrame, marks: list[Mark], threshold: float):
-    """report.timeline_figure (mean, p5, threshold, ALARM hours shaded, deploys) plus the live mean."""
-    figure = report.timeline_figure(hourly, marks, threshold=threshold)
+def timeline_figure(hourly: pd.DataFrame, live: pd.DataFrame, marks: list[Mark], threshold: float,
+                    alarm_changes: list[tuple[datetime, str]] | None = None, endpoint_name: str = ""):
+    """report.timeline_figure (mean, p5, threshold, the alarm's time in ALARM shaded, deploys and rollbacks)
+    plus the live mean."""
+    title = f"{endpoint_name}: replay diversity per hourly run" if endpoint_name else "Replay diversity per hourly run"
+    figure = report.timeline_figure(hourly, marks, threshold=threshold, alarm_changes=alarm_changes, title=title)
     axis = figure.axes[0]
     if len(live) and live["live_mean"].notna().any():
         axis.plot(pd.to_datetime(live["hour"], utc=True), live["live_mean"], marker="s", color="#ff7f0e",
@@ -164,14 +171,22 @@ class Investigation:
     live: pd.DataFrame
 
 
+def time_range(start: str | None, end: str | None, hours: float) -> tuple[datetime, datetime]:
+    """The range to investigate: `end` (default now, i.e. the notebook's `as_of`) and `start` (default
+    `hours` before the end), both ISO-8601."""
+    end_at = parse_instant(end) if end else utcnow()
+    return (parse_instant(start) if start else end_at - timedelta(hours=hours)), end_at
+
+
 def investigate(endpoint_name: str, schedule_name: str, reports_s3_uri: str, capture_s3_uri: str, catalog_uri: str,
                 start: datetime, end: datetime, min_diversity: float = DEFAULT_MIN_DIVERSITY, progress: bool = True) -> Investigation:
     if not start < end:
-        raise ValueError(f"start {start.isoformat()} must be before end {end.isoformat()}")
+        raise SetupError(f"start {start.isoformat()} must be before end {end.isoformat()}: fix start or end")
+    require_endpoint(endpoint_name)
     reports = load_reports(reports_s3_uri, endpoint_name, schedule_name, start, end)
     if not reports:
-        raise ValueError(f"no reports under {reports_s3_uri}/{endpoint_name}/{schedule_name}/ between "
-                         f"{start.isoformat()} and {end.isoformat()}")
+        raise SetupError(f"no reports under {reports_s3_uri}/{endpoint_name}/{schedule_name}/ between "
+                         f"{iso_z(start)} and {iso_z(end)}: check the names, or move the range (start, end, as_of)")
     names = alarm_names(endpoint_name)
     changes = {kind: report_history.alarm_states(name) for kind, name in names.items()}
     hourly = hourly_frame(reports, changes["diversity"])

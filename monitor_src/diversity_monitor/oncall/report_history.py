@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import boto3
 import pandas as pd
 
+from diversity_monitor import storage
 from diversity_monitor.clock import as_utc
 from diversity_monitor.conventions import (
     EXECUTED_HTML,
@@ -28,7 +29,8 @@ from diversity_monitor.job.past_reports import FAILED, HourReport
 
 def reports_frame(reports: list[HourReport]) -> pd.DataFrame:
     """One row per scheduled run: outcome, figures, the config that served it, violations, the report."""
-    columns = ["hour", "outcome", "mean", "min", "p5", "max slot share", "replayed", "served by", "violations", "report"]
+    columns = ["hour", "outcome", "mean", "min", "p5", "max slot share", "replayed", "served by", "violations", "report",
+               "open"]
     rows = []
     for report in reports:
         figures = report.figures
@@ -45,8 +47,14 @@ def reports_frame(reports: list[HourReport]) -> pd.DataFrame:
             "violations": "; ".join(v.get("description", "") for v in report.violations) or
                           ("run failed: no statistics" if report.status == FAILED else "none"),
             "report": report.file(EXECUTED_NOTEBOOK) or report.file(EXECUTED_HTML) or "(no report)",
+            "open": _browser_link(report.file(EXECUTED_HTML) or report.file(EXECUTED_NOTEBOOK)),
         })
     return pd.DataFrame(rows, columns=columns)
+
+
+def _browser_link(uri: str | None) -> str:
+    """The report as a browser opens it (S3 console on AWS, the object itself on the local stack)."""
+    return storage.browser_url(uri) if uri else ""
 
 
 def _unknown_serving(report: HourReport) -> str:
@@ -88,8 +96,14 @@ class ConfigChange:
 
     before: ServedSpan
     after: ServedSpan
-    at: datetime  # exact when the endpoint says so, else the first run on the new config
+    at: datetime  # exact when the endpoint says so, else the latest it can be: the first replay on the new config
     exact: bool
+    earliest: datetime | None = None  # inexact: the last replay on the old config (the change came after it)
+    rollback: bool = False  # back to a config that served earlier runs
+
+    @property
+    def what(self) -> str:
+        return "rollback" if self.rollback else "deploy"
 
     @property
     def evidence(self) -> str:
@@ -98,20 +112,38 @@ class ConfigChange:
         return (f"between the runs at {self.before.last.hour:%H:%M} and {self.after.first.hour:%H:%M} "
                 "(each report records the config that served it)")
 
+    @property
+    def when(self) -> str:
+        """When it went live, as exactly as the evidence allows (UTC)."""
+        if self.exact or self.earliest is None:
+            return f"at {self.at:%Y-%m-%dT%H:%M:%SZ}"
+        return f"between {self.earliest:%Y-%m-%dT%H:%M:%SZ} and {self.at:%Y-%m-%dT%H:%M:%SZ}"
+
+
+def replayed_at(report: HourReport) -> datetime:
+    """When a run's replay measured the endpoint: its `measured_at`, unless that lies outside the run's
+    hour (a report of an old hour produced later): then the scheduled hour, so the timeline keeps its span."""
+    measured = report.measured_at
+    if measured is None or not report.hour <= measured < report.hour + timedelta(hours=1):
+        return report.hour
+    return measured
+
 
 def config_changes(reports: list[HourReport], endpoint: dict | None = None) -> list[ConfigChange]:
     """Changes of serving config between runs; `endpoint` (DescribeEndpoint) makes the latest one exact."""
     spans = [span for span in served_spans(reports) if span.config is not None]
     changes = []
+    served_before = {spans[0].config} if spans else set()
     for before, after in zip(spans, spans[1:]):
         if before.config == after.config:
             continue  # runs with an unknown config in between
-        at, exact = after.first.measured_at, False
+        earliest, at, exact = replayed_at(before.last), replayed_at(after.first), False
         if endpoint and endpoint.get("EndpointConfigName") == after.config:
             modified = as_utc(endpoint["LastModifiedTime"])
-            if before.last.measured_at < modified <= after.first.measured_at:
+            if earliest < modified <= at:
                 at, exact = modified, True
-        changes.append(ConfigChange(before, after, at, exact))
+        changes.append(ConfigChange(before, after, at, exact, None if exact else earliest, after.config in served_before))
+        served_before.add(after.config)
     return changes
 
 

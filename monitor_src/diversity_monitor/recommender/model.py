@@ -251,14 +251,19 @@ class Recommender:
             if read.size else prior
         )
         scores = ranking.relevance(query, self.item_factors, self.popularity, self.freshness, self.weights)
+        unknown: list[str] = []
+        if request.candidates is not None:
+            # Re-rank the impression's candidates: everything else is out, read or not; candidates the
+            # model has never seen (newer than it) follow the ranked ones, in the request's order, unscored.
+            known = np.array(sorted({self.article_rows[a] for a in request.candidates if a in self.article_rows}),
+                             dtype=np.int64)
+            read = np.setdiff1d(np.arange(len(self.article_ids)), known)
+            unknown = list(dict.fromkeys(a for a in request.candidates if a not in self.article_rows))
         rows, adjusted = ranking.diversify(scores, self.categories, request.k, self.weights.category_penalty, read)
-        return {
-            "recommendations": [
-                {"article_id": self.article_ids[row], "score": round(float(score), 6)}
-                for row, score in zip(rows, adjusted)
-            ],
-            "model_version": self.version,
-        }
+        recommendations = [{"article_id": self.article_ids[row], "score": round(float(score), 6)}
+                           for row, score in zip(rows, adjusted)]
+        recommendations += [{"article_id": article, "score": None} for article in unknown[:request.k - len(recommendations)]]
+        return {"recommendations": recommendations, "model_version": self.version}
 
 
 def load(model_dir: str | Path) -> Recommender:

@@ -1,7 +1,9 @@
 """The invocation request body, declared once: field -> (required, default, check).
 
-`{"user_id": "u00042", "history": ["a0123", ...], "k": 10}`: `history` (recently clicked
-article ids, oldest first) defaults to empty and `k` to 10. Unknown fields are ignored, as a
+`{"user_id": "u00042", "history": ["a0123", ...], "k": 10, "candidates": ["a0456", ...]}`:
+`history` (recently clicked article ids, oldest first) defaults to empty and `k` to 10.
+`candidates` (default: none, rank the whole catalog) restricts the answer to those articles:
+re-rank this impression's candidates, the common news task (MIND's impressions). Unknown fields are ignored, as a
 model server should when clients add tracing fields. Every problem is a `RequestError` naming
 the field and what is wrong.
 """
@@ -14,6 +16,7 @@ from typing import Any
 
 MAX_ID_LENGTH = 128
 MAX_HISTORY = 1000
+MAX_CANDIDATES = 1000
 K_RANGE = (1, 100)
 
 
@@ -26,6 +29,7 @@ class Request:
     user_id: str
     history: list[str]
     k: int
+    candidates: list[str] | None = None
 
 
 def _identifier(value: Any) -> str | None:
@@ -48,6 +52,14 @@ def _history(value: Any) -> str | None:
     return None
 
 
+def _candidates(value: Any) -> str | None:
+    if not isinstance(value, list) or not value:
+        return f"must be a non-empty list of article ids, got {type(value).__name__ if not isinstance(value, list) else 'an empty list'}"
+    if len(value) > MAX_CANDIDATES:
+        return f"must hold at most {MAX_CANDIDATES} article ids, got {len(value)}"
+    return _history(value)
+
+
 def _k(value: Any) -> str | None:
     low, high = K_RANGE
     if isinstance(value, bool) or not isinstance(value, int):
@@ -68,6 +80,7 @@ FIELDS: dict[str, Field] = {
     "user_id": Field(required=True, default=None, check=_identifier),
     "history": Field(required=False, default=list, check=_history),
     "k": Field(required=False, default=lambda: 10, check=_k),
+    "candidates": Field(required=False, default=lambda: None, check=_candidates),
 }
 
 

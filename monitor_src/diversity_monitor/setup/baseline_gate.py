@@ -27,6 +27,7 @@ from dataclasses import asdict, dataclass
 import pandas as pd
 
 from diversity_monitor import storage
+from diversity_monitor.cli import number_option
 from diversity_monitor.conventions import (
     CUSTOM_BLOCK,
     DEFAULT_MAX_LIST_OVERLAP,
@@ -35,6 +36,7 @@ from diversity_monitor.conventions import (
     DEFAULT_MAX_TOP_LIST_SHARE,
     DEFAULT_MIN_DIVERSITY,
     GATE_FILE,
+    MAX_TOP_K,
     STATISTICS_FILE,
 )
 from diversity_monitor.job import contract
@@ -202,9 +204,9 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--baselines", required=True, metavar="URI", help="folder holding baselines/<model-version>/")
     parser.add_argument("--model-version", required=True, help="the candidate's version (its baseline must exist)")
     parser.add_argument("--previous-version", default=None, help="the version it replaces (omit for the first model)")
-    parser.add_argument("--min-diversity", type=float, default=DEFAULT_MIN_DIVERSITY,
+    parser.add_argument("--min-diversity", type=number_option("--min-diversity", 0, MAX_TOP_K), default=DEFAULT_MIN_DIVERSITY,
                         help=f"absolute floor for the mean (default {DEFAULT_MIN_DIVERSITY:g})")
-    parser.add_argument("--max-mean-drop", type=float, default=DEFAULT_MAX_MEAN_DROP,
+    parser.add_argument("--max-mean-drop", type=number_option("--max-mean-drop", 0, MAX_TOP_K), default=DEFAULT_MAX_MEAN_DROP,
                         help=f"largest allowed drop of the mean below the previous baseline (default {DEFAULT_MAX_MEAN_DROP:g})")
     contract.add_limit_arguments(parser)  # the hourly run's limits, so a candidate is held to what it will be judged by
     parser.set_defaults(handler=_gate)

@@ -19,7 +19,6 @@ import uuid
 from dataclasses import dataclass, field
 
 import boto3
-import orjson
 
 from diversity_monitor import storage
 from diversity_monitor.capture.reader import MalformedLog, iter_file_events
@@ -97,7 +96,7 @@ def send_sample_requests(check: CaptureCheck, validation_set: str, count: int = 
     tag = uuid.uuid4().hex[:8]
     for number, session in enumerate(sessions):
         inference_id = f"{CHECK_PREFIX}{tag}-{number}"
-        client.invoke_endpoint(EndpointName=check.endpoint_name, Body=orjson.dumps(session.request),
+        client.invoke_endpoint(EndpointName=check.endpoint_name, Body=session.wire_body(),
                                ContentType="application/json", Accept="application/json", InferenceId=inference_id)
         check.inference_ids.append(inference_id)
     return list(check.inference_ids)

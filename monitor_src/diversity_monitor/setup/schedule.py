@@ -10,12 +10,15 @@ The alarms on what the schedule publishes are alarms.py's.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import timedelta
 
 import boto3
 from botocore.exceptions import ClientError
 
 from diversity_monitor.aws.container_paths import PROCESSING_INPUT_ENDPOINT, PROCESSING_OUTPUT
+from diversity_monitor.aws.schedule_expression import MAX_WINDOW, format_offset, parse_schedule_expression
 from diversity_monitor.conventions import (
+    ANALYSIS_WINDOW_EXTRA_HOURS,
     CONSTRAINTS_FILE,
     DEFAULT_MIN_DIVERSITY,
     DEFAULT_TOP_K,
@@ -28,7 +31,7 @@ from diversity_monitor.job.contract import LIMIT_ARGUMENTS, Limits, limit_argume
 HOURLY = "cron(0 * ? * * *)"
 PUBLISHED = ("Completed", "CompletedWithViolations")  # execution statuses that published metrics
 # The spec's own fields own these arguments; repeating one in extra_arguments would make two truths.
-_OWNED_ARGUMENTS = ("--validation-set", "--catalog", "--min-diversity", "--top-k", *LIMIT_ARGUMENTS)
+_OWNED_ARGUMENTS = ("--validation-set", "--catalog", "--min-diversity", "--top-k", "--live-window", *LIMIT_ARGUMENTS)
 
 
 @dataclass(frozen=True)
@@ -70,9 +73,30 @@ class MonitorSpec:
         return diversity_metric(self.top_k, "mean")
 
     def container_arguments(self) -> list[str]:
+        live = live_window_seconds(self.schedule_expression)
         return ["--validation-set", self.validation_set, "--catalog", self.catalog,
+                *(["--live-window", str(live)] if live else []),
                 "--min-diversity", f"{self.min_diversity:g}", "--top-k", str(self.top_k),
                 *limit_arguments(self.limits), *self.extra_arguments]
+
+
+def analysis_window_config(expression: str) -> dict:
+    """The ScheduleConfig offsets that break the no-data loop (conventions.ANALYSIS_WINDOW_EXTRA_HOURS):
+    the period plus the extra hours, at most the API's 24 hours; {} for NOW or a period of a day."""
+    period = parse_schedule_expression(expression).period()
+    if period is None:
+        return {}
+    window = min(period + timedelta(hours=ANALYSIS_WINDOW_EXTRA_HOURS), MAX_WINDOW)
+    if window <= period:
+        return {}
+    return {"DataAnalysisStartTime": format_offset(-window), "DataAnalysisEndTime": "-PT0H"}
+
+
+def live_window_seconds(expression: str) -> int | None:
+    """`--live-window`: one period, when the analysis window is wider than that (else the whole window)."""
+    if not analysis_window_config(expression):
+        return None
+    return int(parse_schedule_expression(expression).period().total_seconds())
 
 
 def monitoring_job_definition(spec: MonitorSpec) -> dict:
@@ -112,7 +136,8 @@ def schedule_request(spec: MonitorSpec) -> dict:
     return {
         "MonitoringScheduleName": spec.schedule_name,
         "MonitoringScheduleConfig": {
-            "ScheduleConfig": {"ScheduleExpression": spec.schedule_expression},
+            "ScheduleConfig": {"ScheduleExpression": spec.schedule_expression,
+                               **analysis_window_config(spec.schedule_expression)},
             "MonitoringJobDefinition": monitoring_job_definition(spec),
         },
     }
