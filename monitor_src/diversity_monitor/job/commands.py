@@ -40,6 +40,7 @@ def register_baseline(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--slot-margin", type=contract.number_argument("--slot-margin", 0, 1), default=DEFAULT_SLOT_MARGIN,
                         help="how far above the baseline's most-concentrated slot share a run may go "
                              f"(default {DEFAULT_SLOT_MARGIN:g})")
+    contract.add_limit_arguments(parser)  # every bound the baseline suggests is capped by them
     parser.add_argument("--overwrite", action="store_true", help="replace an existing baseline at --output")
     parser.set_defaults(handler=_baseline)
 
@@ -62,6 +63,7 @@ def _baseline(args: argparse.Namespace) -> int:
         statistics, _, result = build_baseline(
             args.endpoint_name, contract.replay_settings(args), args.output,
             mean_tolerance=args.mean_tolerance, slot_margin=args.slot_margin, overwrite=args.overwrite,
+            limits=contract.Limits.from_args(args),
         )
     except Exception as error:
         return _command_failed("baseline", error)

@@ -8,7 +8,7 @@ measures the hour's live traffic (`live.py`), read from the capture while the re
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
@@ -24,7 +24,7 @@ from diversity_monitor.job.replay import (
     describe_serving,
     observe_serving,
 )
-from diversity_monitor.measures.metrics import CollapseSummary, DiversitySummary, accumulate
+from diversity_monitor.measures.metrics import CatalogIndex, CollapseSummary, DiversitySummary, accumulate
 
 
 @dataclass(frozen=True)
@@ -40,6 +40,8 @@ class Measurement:
     replay_errors: Mapping[str, int]
     serving: Serving | None = None
     live: LiveMeasurement | None = None  # the hour's live traffic (hourly runs only)
+    # category -> the catalog's spellings of it, merged (`News`, `news `), when there were several
+    merged_category_variants: Mapping[str, list[str]] = field(default_factory=dict)
 
     @property
     def success_rate(self) -> float:
@@ -70,7 +72,8 @@ def measure(endpoint_name: str, settings: ReplaySettings, run_id: str, *, progre
         before = describe_serving(endpoint_name, control_client)
         result = replayer.replay(sessions, progress=progress)
     after = describe_serving(endpoint_name, control_client, with_models=False)
-    accumulator = accumulate(result.ranked_lists(), catalog, settings.top_k)
+    index = CatalogIndex(catalog)
+    accumulator = accumulate(result.ranked_lists(), index, settings.top_k)
     measurement = Measurement(
         k=settings.top_k,
         diversity=accumulator.diversity(),
@@ -81,5 +84,6 @@ def measure(endpoint_name: str, settings: ReplaySettings, run_id: str, *, progre
         replay_errors=result.errors(),
         serving=observe_serving(before, after),
         live=live_pass.result() if live_pass is not None else None,
+        merged_category_variants=index.merged_variants,
     )
     return measurement, result
