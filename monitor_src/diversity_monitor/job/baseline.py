@@ -77,7 +77,8 @@ def build_baseline(endpoint_name: str, settings: ReplaySettings, output_uri: str
     if existing and not overwrite:
         raise BaselineError(f"{output_uri} already exists with {', '.join(existing)}; not overwriting it "
                             "(pass overwrite to replace a baseline on purpose)")
-    measurement, result = measure(endpoint_name, settings, f"baseline-{uuid.uuid4().hex[:8]}", progress=progress)
+    measurement, result = measure(endpoint_name, settings, f"baseline-{uuid.uuid4().hex[:8]}", progress=progress,
+                                  confirm_endpoint=True)
     if measurement.sessions_succeeded < measurement.sessions_attempted:
         raise BaselineError(
             f"baseline replay against {endpoint_name}: only {measurement.sessions_succeeded} of "

@@ -8,7 +8,7 @@ import sys
 import traceback
 
 from diversity_monitor import storage
-from diversity_monitor.aws.session import SetupError, require_endpoint
+from diversity_monitor.aws.session import SetupError
 from diversity_monitor.conventions import (
     CUSTOM_BLOCK,
     DEFAULT_MEAN_TOLERANCE,
@@ -59,7 +59,6 @@ def _baseline(args: argparse.Namespace) -> int:
     from diversity_monitor.job.baseline import build_baseline
 
     try:
-        require_endpoint(args.endpoint_name)  # before any replay: a mistyped name is one line, not 500 failures
         statistics, _, result = build_baseline(
             args.endpoint_name, contract.replay_settings(args), args.output,
             mean_tolerance=args.mean_tolerance, slot_margin=args.slot_margin, overwrite=args.overwrite,
@@ -89,8 +88,7 @@ def _replay(args: argparse.Namespace) -> int:
     from diversity_monitor.job.report_views import summary_table
 
     try:
-        require_endpoint(args.endpoint_name)  # before any replay: a mistyped name is one line, not 500 failures
-        measurement, result = measure(args.endpoint_name, contract.replay_settings(args), "adhoc")
+        measurement, result = measure(args.endpoint_name, contract.replay_settings(args), "adhoc", confirm_endpoint=True)
     except Exception as error:
         return _command_failed("replay", error)
     reliable = result.success_rate >= args.min_success_rate  # the hourly run's rule: never trust an empty replay

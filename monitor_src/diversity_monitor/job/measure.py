@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
+from diversity_monitor.aws.session import require_endpoint
 from diversity_monitor.clock import utcnow
 from diversity_monitor.job.contract import ReplaySettings
 from diversity_monitor.job.inputs import load_catalog, load_validation_set
@@ -58,13 +59,18 @@ class LiveWindow:
 
 
 def measure(endpoint_name: str, settings: ReplaySettings, run_id: str, *, progress: bool = True,
-            client=None, control_client=None, live: LiveWindow | None = None) -> tuple[Measurement, ReplayResult]:
+            client=None, control_client=None, live: LiveWindow | None = None,
+            confirm_endpoint: bool = False) -> tuple[Measurement, ReplayResult]:
     """Replay the validation set and measure it; `serving` says which endpoint config answered.
 
-    With `live`, the window's capture is measured too, on a thread beside the replay.
+    With `live`, the window's capture is measured too, on a thread beside the replay. With
+    `confirm_endpoint` (the ad-hoc commands), a missing endpoint is one SetupError after the inputs
+    are read and before any call is replayed, instead of 500 failed sessions.
     """
     sessions = load_validation_set(settings.validation_set)
     catalog = load_catalog(settings.catalog)
+    if confirm_endpoint:
+        require_endpoint(endpoint_name)
     live_pass = (start_live_pass(live.dataset_source, catalog, settings.top_k, live.start, live.end,
                                  settings.response_path) if live is not None else None)
     control_client = control_client or control_plane_client()
