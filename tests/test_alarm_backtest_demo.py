@@ -92,8 +92,9 @@ def test_command_on_the_demos_folder_prints_the_same_transitions(demo, real_alar
     assert code == 0
     assert json.loads(out.getvalue()) == {"transitions": [
         {"at": iso_z(at), "from": old, "to": new} for at, old, new in real_alarm["changes"]]}
-    # The page is the one the pager received.
-    pages = [m for m in demo["result"]["pager"] if m["AlarmName"] == ALARM and m["NewStateValue"] == "ALARM"]
+    # The page is the one the pager received: the composite's, naming this child alarm.
+    pages = [m for m in demo["result"]["pager"] if m["NewStateValue"] == "ALARM"
+             and ALARM in {child["Arn"].rsplit(":", 1)[-1] for child in m["TriggeringChildren"]}]
     assert [m["StateChangeTime"][:16] for m in pages] == [f"{real_alarm['changes'][1][0]:%Y-%m-%dT%H:%M}"]
 
 

@@ -140,12 +140,19 @@ def test_healthy_endpoint_completes_with_sdk_readable_reports(stack_env, tmp_pat
 
 def test_collapsed_endpoint_completes_with_violations(stack_env, tmp_path):
     run = run_monitor_container(tmp_path / "job", model_monitor_env("collapsed-recs"), ARGS + ["--min-diversity", "4"])
-    statistics, violations = completed_run(run, ONE_VIOLATION, "reports/collapsed")
+    statistics, violations = completed_run(
+        run, "CompletedWithViolations: Job completed successfully with 4 violations.", "reports/collapsed")
     assert statistics["diversity_monitor"]["mean"] == 2
     assert statistics["diversity_monitor"]["max_slot_concentration"] == 1.0
-    assert violations == {"violations": [{
+    # Without a baseline: the floor, and the absolute limits on sameness (everyone got the same list).
+    assert violations["violations"][0] == {
         "feature_name": "top10_category_diversity", "constraint_check_type": "baseline_drift_check",
-        "description": "mean categories per top-10 2.00 is below the floor 4 (--min-diversity)"}]}
+        "description": "mean categories per top-10 2.00 is below the floor 4 (--min-diversity)"}
+    assert [(v["feature_name"], v["description"].split("(")[-1]) for v in violations["violations"][1:]] == [
+        ("top10_max_slot_concentration", "limit 60%): recommendations are freezing"),
+        ("top10_list_overlap", "limit 50%): everyone is getting the same stories"),
+        ("top10_top_list_share", "limit 20%): the ranking is not personal"),
+    ]
     values = {line["MetricName"]: line["Value"] for line in run.metric_lines}
     assert values["top10_category_diversity_mean"] == 2.0
     # No endpoint of that name on the control plane: recorded, and the run goes on.
@@ -270,17 +277,20 @@ def test_baseline_command_then_run_against_it(stack_env, tmp_path):
     )
     run = run_monitor_container(job, env, ARGS)
     assert run.returncode == 0, run.log
-    assert run.message == "CompletedWithViolations: Job completed successfully with 4 violations."
+    assert run.message == "CompletedWithViolations: Job completed successfully with 6 violations."
     assert_every_call_valid(run.audit, {"InvokeEndpoint", "GetObject"})
     checks = [(v["feature_name"], v["description"]) for v in run.json("constraint_violations.json")["violations"]]
-    assert checks == [
+    slot_bound = min(0.6, baseline["diversity_monitor"]["max_slot_concentration"] + 0.3)
+    assert checks[:5] == [
         ("top10_category_diversity", "mean categories per top-10 2.00 is below the floor 4 (--min-diversity)"),
-        ("top10_category_diversity", "p5 categories per top-10 2 is below the baseline p5 7"),
-        ("top10_category_diversity", "mean categories per top-10 2.00 is below the baseline bound 6"),
-        ("top10_max_slot_concentration", f"slot 1 shows article news-00 to 100% of sessions (bound "
-                                         f"{min(1.0, baseline['diversity_monitor']['max_slot_concentration'] + 0.3):.0%}): "
+        ("top10_max_slot_concentration", f"slot 1 shows article news-00 to 100% of sessions "
+                                         f"({'baseline bound' if slot_bound < 0.6 else 'limit'} {slot_bound:.0%}): "
                                          "recommendations are freezing"),
+        ("top10_list_overlap", checks[2][1]),
+        ("top10_top_list_share", checks[3][1]),
+        ("top10_category_diversity", "p5 categories per top-10 2 is below the baseline p5 7"),
     ]
+    assert checks[5] == ("top10_category_diversity", "mean categories per top-10 2.00 is below the baseline bound 6")
 
 
 def stack_env_vars() -> dict[str, str]:

@@ -216,7 +216,8 @@ def test_gate_fails_the_notebook_on_the_regressed_candidate(gate_v2):
     assert "below the floor 4" in gate_v2.error.evalue
     assert "more than the allowed 1" in gate_v2.error.evalue
     gate = json.loads(storage.read_text(f"{BASELINES}/v2/gate.json"))
-    assert gate["passed"] is False and len(gate["reasons"]) == 2
+    assert gate["passed"] is False and len(gate["reasons"]) >= 3
+    assert any("mean list overlap between sessions" in reason for reason in gate["reasons"])
     assert gate_v2.images == 1  # the comparison plot is there for the reader
     assert not (gate_v2.folder / "baseline_pipeline.json").exists()  # nothing after the gate ran
     assert_calls_valid(gate_v2, {"InvokeEndpoint", "PutObject", "GetObject"})
@@ -267,27 +268,33 @@ def test_schedule_notebook_writes_each_roles_least_privilege_policy(schedule_run
     assert "metrics check: the schedule has no completed run yet" in first.text
 
 
-def test_schedule_notebook_creates_both_alarms_to_the_pager(schedule_runs):
+def test_schedule_notebook_creates_the_child_alarms_and_the_composite_that_pages(schedule_runs):
     first, second = schedule_runs
-    alarms = {a["AlarmName"]: a for a in boto3.client("cloudwatch").describe_alarms(
-        AlarmNamePrefix=ENDPOINT)["MetricAlarms"]}
+    described = boto3.client("cloudwatch").describe_alarms(AlarmNamePrefix=ENDPOINT,
+                                                           AlarmTypes=["MetricAlarm", "CompositeAlarm"])
+    alarms = {a["AlarmName"]: a for a in described["MetricAlarms"]}
     diversity = alarms[f"{ENDPOINT}-diversity-below-floor"]
     health = alarms[f"{ENDPOINT}-diversity-monitor-unhealthy"]
-    assert len(alarms) == 2
+    assert len(alarms) == 7  # one per signal: the floor, three sameness figures, the monitor's health, two blindness shares
+    assert all(not alarm.get("AlarmActions") for alarm in alarms.values())  # only the composite pages
+    [page] = described["CompositeAlarms"]
+    assert page["AlarmName"] == f"{ENDPOINT}-diversity-page"
+    assert set(page["AlarmRule"].split(" OR ")) == {f'ALARM("{name}")' for name in alarms if name != health["AlarmName"]}
     assert (diversity["MetricName"], diversity["Threshold"], diversity["DatapointsToAlarm"],
             diversity["EvaluationPeriods"], diversity["Period"], diversity["TreatMissingData"]) == (
         "top10_category_diversity_mean", 4.0, 2, 3, 3600, "missing")
     assert (health["MetricName"], health["TreatMissingData"]) == ("replay_success_rate", "breaching")
-    # no run has published yet: a heartbeat alarm over an empty window is in ALARM, so it must page nobody
-    assert health["ActionsEnabled"] is False and diversity["ActionsEnabled"] is True
+    # no run has published yet: a heartbeat alarm over an empty window is in ALARM, so it is left out of the
+    # composite's rule (above) and pages nobody
     assert f"health alarm {ENDPOINT}-diversity-monitor-unhealthy NOT ARMED YET" in first.text
     topic = boto3.client("sns").create_topic(Name="oncall-pager")["TopicArn"]
-    assert diversity["AlarmActions"] == health["AlarmActions"] == [topic]
-    assert RUNBOOK_URL in diversity["AlarmDescription"] and RUNBOOK_URL in health["AlarmDescription"]  # a link in the page
+    assert page["AlarmActions"] == page["OKActions"] == [topic]
+    assert RUNBOOK_URL in page["AlarmDescription"] and RUNBOOK_URL in diversity["AlarmDescription"]  # a link in the page
     for run in (first, second):  # the on-call's table, both times
         assert "Average(top10_category_diversity_mean) &lt; 4 for 2 of 3 x 60 min" in run.text
         assert "Minimum(replay_success_rate) &lt; 0.95 for 2 of 2 x 60 min" in run.text
-    assert_calls_valid(first, {"CreateMonitoringSchedule", "PutMetricAlarm", "CreateTopic", "DescribeAlarms"})
+    assert_calls_valid(first, {"CreateMonitoringSchedule", "PutMetricAlarm", "PutCompositeAlarm", "CreateTopic",
+                               "DescribeAlarms"})
     assert_calls_valid(second, {"UpdateMonitoringSchedule", "PutMetricAlarm"})
 
 
@@ -309,9 +316,10 @@ def test_schedule_notebook_creates_the_dashboard_once(schedule_runs):
     assert [d["DashboardName"] for d in cloudwatch.list_dashboards()["DashboardEntries"]] == [name]
     body = stored_dashboard()
     assert body_problems(body) == []
-    alarm_arns = {a["AlarmArn"] for a in cloudwatch.describe_alarms(AlarmNamePrefix=ENDPOINT)["MetricAlarms"]}
+    described = cloudwatch.describe_alarms(AlarmNamePrefix=ENDPOINT, AlarmTypes=["MetricAlarm", "CompositeAlarm"])
+    alarm_arns = {a["AlarmArn"] for a in described["MetricAlarms"] + described["CompositeAlarms"]}
     [status] = [w["properties"] for w in body["widgets"] if w["type"] == "alarm"]
-    assert set(status["alarms"]) == alarm_arns and len(alarm_arns) == 2
+    assert set(status["alarms"]) == alarm_arns and len(alarm_arns) == 8  # seven children and the composite
     diversity = next(w["properties"] for w in body["widgets"] if w["type"] == "metric")
     assert diversity["annotations"]["horizontal"][0]["value"] == 4.0  # the floor the alarm uses
     assert RUNBOOK_URL in body["widgets"][0]["properties"]["markdown"]
@@ -439,6 +447,9 @@ def test_schedule_notebook_rerun_after_the_first_runs_arms_the_health_alarm(stac
     health = boto3.client("cloudwatch").describe_alarms(
         AlarmNames=[f"{ENDPOINT}-diversity-monitor-unhealthy"])["MetricAlarms"][0]
     assert health["ActionsEnabled"] is True
-    assert_calls_valid(third, {"ListMonitoringExecutions", "PutMetricAlarm"})
+    page = boto3.client("cloudwatch").describe_alarms(
+        AlarmNames=[f"{ENDPOINT}-diversity-page"], AlarmTypes=["CompositeAlarm"])["CompositeAlarms"][0]
+    assert f'ALARM("{health["AlarmName"]}")' in page["AlarmRule"]  # armed: silence now pages
+    assert_calls_valid(third, {"ListMonitoringExecutions", "PutMetricAlarm", "PutCompositeAlarm"})
     # the runs have published since: their metrics are the monitor's own, not another monitor's
     assert f"dashboard {conventions.dashboard_name(ENDPOINT)}: unchanged" in third.text

@@ -446,7 +446,7 @@ def test_loading_a_broken_model_directory_names_the_problem(archives, tmp_path):
 
 
 def test_training_rejects_unknown_defects_and_bad_versions(dataset, tmp_path):
-    with pytest.raises(ValueError, match="unknown; known: None, popularity-scaling, frozen-slots"):
+    with pytest.raises(ValueError, match="unknown; known: None, popularity-scaling, frozen-slots, popularity-only"):
         model.train(dataset.root, tmp_path, "v9", defect="slow-leak")
     with pytest.raises(ValueError, match="version"):
         model.train(dataset.root, tmp_path, "v 9")

@@ -18,6 +18,24 @@ DEFAULT_MIN_SUCCESS_RATE = 0.95  # replayed share below which diversity is not p
 DEFAULT_MEAN_TOLERANCE = 1.0  # how far below the baseline mean (categories) an hourly run may fall
 DEFAULT_SLOT_MARGIN = 0.3  # how far above the baseline's most-concentrated slot share a run may go
 DEFAULT_MAX_MEAN_DROP = 1.0  # how far below the previous version's baseline mean a candidate may be
+# Cross-session collapse: absolute bounds that hold with or without a baseline (`--max-list-overlap`,
+# `--max-top-list-share`, `--max-slot-share`); a baseline's bounds are capped by them, so no baseline can
+# switch a check off. Chosen from the reference recommender's healthy model (seed-7 data, 500 sessions:
+# overlap 0.23, top-list share 0.002, slot share 0.14; notes/issue-12.md has the table) with room for a
+# healthy model that is twice as concentrated, and well below every defect measured there.
+DEFAULT_MAX_LIST_OVERLAP = 0.5  # mean over session pairs of |A n B| / k
+DEFAULT_MAX_TOP_LIST_SHARE = 0.2  # share of sessions served the single most common list
+DEFAULT_MAX_SLOT_SHARE = 0.6  # share of lists showing a slot's most common article (supported slots only)
+DEFAULT_OVERLAP_MARGIN = 0.15  # baseline: how far above the baseline's overlap a run may go
+DEFAULT_TOP_LIST_MARGIN = 0.1  # baseline: how far above the baseline's top-list share a run may go
+# A slot counts for the freeze only when at least this share of the lists fill it: a slot filled in
+# one list of 500 is "frozen at 100%" by construction and says nothing.
+MIN_SLOT_SUPPORT = 0.5
+# Blind is not broken: above these shares the run cannot vouch for its diversity figures, withholds
+# them and reports why; the monitor-health alarms page. 5%: a catalog refreshed daily misses well under
+# 1% of what a healthy model serves, and a healthy model always fills its k slots.
+MAX_UNKNOWN_ARTICLE_SHARE = 0.05  # served articles the catalog does not know
+MAX_SHORT_LIST_SHARE = 0.05  # lists with fewer than k articles (empty ones included)
 
 # --- replay traffic ---------------------------------------------------------------------------
 # InvokeEndpoint InferenceId prefix of every call the monitor makes: analyses of captured data
@@ -89,6 +107,8 @@ METRIC_PERIOD_SECONDS = 3600  # one point per hourly run
 SCHEDULE_START_DELAY_MINUTES = 20
 SUCCESS_RATE_METRIC = "replay_success_rate"
 SESSIONS_SUCCEEDED_METRIC = "replay_sessions_succeeded"
+UNKNOWN_ARTICLE_SHARE_METRIC = "unknown_article_share"  # served articles missing from the catalog
+SHORT_LIST_SHARE_METRIC = "short_list_share"  # lists shorter than k
 
 
 def diversity_feature(k: int) -> str:
@@ -123,6 +143,16 @@ def distinct_articles_feature(k: int) -> str:
     return f"top{k}_distinct_articles"
 
 
+def list_overlap_feature(k: int) -> str:
+    """Mean over session pairs of |A n B| / k: how much everyone's top-k lists are the same."""
+    return f"top{k}_list_overlap"
+
+
+def top_list_share_feature(k: int) -> str:
+    """Share of sessions that got the single most common top-k list."""
+    return f"top{k}_top_list_share"
+
+
 DIVERSITY_STATISTICS = ("mean", "p5", "min")  # the figures of categories per top-k a run publishes
 
 
@@ -131,9 +161,11 @@ def published_metrics(k: int) -> dict[str, tuple[str, ...]]:
     the dashboard draws one graph per group or leaves it out on purpose)."""
     return {
         "diversity": tuple(diversity_metric(k, statistic) for statistic in DIVERSITY_STATISTICS),
-        "slot_concentration": (slot_feature(k),),
+        # is everyone getting the same thing: the slot freeze, the list overlap, the top-list share
+        "sameness": (slot_feature(k), list_overlap_feature(k), top_list_share_feature(k)),
         "distinct_articles": (distinct_articles_feature(k),),
         "replay_success": (SUCCESS_RATE_METRIC,),
+        "blindness": (UNKNOWN_ARTICLE_SHARE_METRIC, SHORT_LIST_SHARE_METRIC),
         "replay_sessions": (SESSIONS_SUCCEEDED_METRIC,),
         "live_diversity": (live_metric(diversity_metric(k, "mean")), live_metric(diversity_metric(k, "p5"))),
         "live_lists": (LIVE_LISTS_METRIC,),

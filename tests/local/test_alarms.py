@@ -488,3 +488,52 @@ def test_clients_speaking_the_query_protocol_reach_the_same_handlers(tmp_path):
         with pytest.raises(ClientError) as refused:
             cloudwatch.put_metric_data(Namespace=NAMESPACE, MetricData=[{"MetricName": METRIC, "Value": float("inf")}])
         assert refused.value.response["Error"]["Code"] == "InvalidParameterValue"
+
+
+# --- composite alarms: one page per incident, naming the child that fired ------------------------
+
+
+def test_a_composite_pages_once_for_two_children_and_names_the_first(aws_env, names, inbox, cleanup, tmp_path):
+    """Two child alarms without actions, a composite over them with the pager: the first child in
+    ALARM pages once (the second joining it changes nothing), recovery of both clears it once."""
+    topic, received = inbox
+    clock = SimulatedClock(datetime(2026, 11, 25, 9, 30, tzinfo=UTC))
+    stack = Stack(aws_env, clock, tmp_path)
+    clock.subscribe(hourly_publisher(stack, names, {10: 5.0, 11: 3.0, 12: 2.0, 13: 2.0, 14: 6.0, 15: 7.0, 16: 7.0}))
+    install(stack)
+    child, other, page = names["alarm"], f"{names['alarm']}-fast", f"{names['alarm']}-page"
+    no_actions = {"AlarmActions": [], "OKActions": []}
+    stack.call("cloudwatch", "PutMetricAlarm", **alarm_params(names, topic, **no_actions))
+    stack.call("cloudwatch", "PutMetricAlarm", **alarm_params(names, topic, AlarmName=other, EvaluationPeriods=3,
+                                                               DatapointsToAlarm=3, **no_actions))
+    cleanup.extend([page, child, other])  # the composite first: its children may go only after it
+    with pytest.raises(ValidationError, match=r"do not exist"):
+        stack.call("cloudwatch", "PutCompositeAlarm", AlarmName=page, AlarmRule='ALARM("no-such-alarm")')
+    with pytest.raises(ValidationError, match=r"AlarmRule"):
+        stack.call("cloudwatch", "PutCompositeAlarm", AlarmName=page, AlarmRule=f'ALARM("{child}") OR')
+    rule = f'ALARM("{child}") OR ALARM({other})'
+    assert stack.call("cloudwatch", "PutCompositeAlarm", AlarmName=page, AlarmRule=rule, AlarmActions=[topic],
+                      OKActions=[topic], AlarmDescription="one page per incident") == {}
+    described = stack.call("cloudwatch", "DescribeAlarms", AlarmNames=[page], AlarmTypes=["CompositeAlarm"])
+    assert_output_shape("DescribeAlarms", described)
+    assert [(a["AlarmName"], a["AlarmRule"], a["StateValue"]) for a in described["CompositeAlarms"]] == [
+        (page, rule, "OK")]  # INSUFFICIENT_DATA at creation, then evaluated at once: no child in ALARM
+    assert stack.call("cloudwatch", "DescribeAlarms", AlarmNames=[page])["CompositeAlarms"] == []  # metric alarms only
+    clock.advance(datetime(2026, 11, 25, 17, 5, tzinfo=UTC) - clock.now())
+
+    messages = [json.loads(m["Message"]) for m in received()]
+    assert [(m["AlarmName"], m["OldStateValue"], m["NewStateValue"]) for m in messages] == [
+        (page, "INSUFFICIENT_DATA", "OK"), (page, "OK", "ALARM"), (page, "ALARM", "OK")]
+    fired = messages[1]
+    assert fired["StateChangeTime"] == "2026-11-25T12:05:00.000+0000"  # the 2-of-3 child, an hour before the 3-of-3
+    arn = f"arn:aws:cloudwatch:{REGION}:123456789012:alarm:{child}"
+    assert fired["NewStateReason"] == f"{arn} transitioned to ALARM at Wednesday 25 November, 2026 12:05:00 UTC"
+    assert fired["TriggeringChildren"] == [{"Arn": arn, "State": {"Value": "ALARM",
+                                                                  "Timestamp": "2026-11-25T12:05:00.000+0000"}}]
+    assert fired["AlarmRule"] == rule and "Trigger" not in fired
+    history = stack.call("cloudwatch", "DescribeAlarmHistory", AlarmName=page, HistoryItemType="StateUpdate",
+                         AlarmTypes=["CompositeAlarm"], ScanBy="TimestampAscending")["AlarmHistoryItems"]
+    assert [item["HistorySummary"] for item in history] == [
+        "Alarm updated from INSUFFICIENT_DATA to OK", "Alarm updated from OK to ALARM", "Alarm updated from ALARM to OK"]
+    with pytest.raises(ValidationError, match="in the alarm rule of composite alarm"):
+        stack.call("cloudwatch", "DeleteAlarms", AlarmNames=[child])

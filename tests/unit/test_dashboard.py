@@ -35,7 +35,8 @@ def published(k: int) -> set[str]:
     histogram = [0] * (k + 1)
     histogram[min(k, 5)], histogram[min(k, 3)] = 80, 20
     summary = summarize_histogram(histogram)
-    collapse = CollapseSummary((SlotCollapse(1, summary.lists, "a1", 0.2, 20),), 150, 0.2)
+    collapse = CollapseSummary((SlotCollapse(1, summary.lists, "a1", 0.2, 20),), 150, 0.2,
+                               list_overlap=0.2, top_list_share=0.01, top_list_lists=1)
     document = statistics_document(Measurement(k, summary, collapse, summary.lists, summary.lists, WHEN, {}),
                                    reliable=True)
     # An hour whose capture held enough live lists to publish (job/live.py): its block as the run writes it.

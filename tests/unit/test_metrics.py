@@ -5,6 +5,7 @@ from collections import Counter
 
 import pytest
 
+from diversity_monitor.measures import metrics
 from diversity_monitor.measures.metrics import (
     CatalogIndex,
     DiversityAccumulator,
@@ -153,3 +154,49 @@ def test_category_shares_count_filled_catalogued_slots_largest_first():
     collapse = accumulate([["a", "b", "c"], ["a", "d", "x"]], catalog, 3).collapse()
     assert collapse.category_shares == (("news", 0.6), ("sports", 0.2), ("tv", 0.2))
     assert accumulate([], catalog, 3).collapse().category_shares == ()
+
+
+# --- cross-session sameness, by hand -----------------------------------------------------------------
+
+
+def test_list_overlap_and_top_list_share_by_hand():
+    # pairs: (1,2) share a, (1,3) share a and b, (2,3) share a, the rest nothing: 4 shared over 6 pairs, k=2
+    lists = [["a", "b"], ["a", "c"], ["a", "b"], ["d", "e"]]
+    collapse = accumulate(lists, CATALOG, 2).collapse()
+    assert collapse.list_overlap == pytest.approx(4 / 6 / 2)
+    assert (collapse.top_list_share, collapse.top_list_lists) == (0.5, 2)  # ["a", "b"] twice in 4
+    # the same from article counts alone: a in 3 lists, b in 2, c, d, e in 1
+    assert collapse.list_overlap == pytest.approx(metrics.mean_pairwise_overlap([3, 2, 1, 1, 1], 4, 2))
+    assert metrics.mean_pairwise_overlap([1], 1, 2) is None  # one list: no pair
+    assert metrics.top_list_share([], 0) is None
+
+
+def test_an_article_twice_in_a_list_and_unknown_articles_count_once_per_list():
+    collapse = accumulate([["a", "a"], ["a", "b"]], CATALOG, 2).collapse()
+    assert collapse.list_overlap == pytest.approx(1 / 1 / 2)  # the pair shares a: 1 article of k=2
+    unknown = accumulate([["x", "a"], ["x", "b"]], CATALOG, 2).collapse()  # x is not in the catalog
+    assert unknown.list_overlap == pytest.approx(0.5) and unknown.top_list_share == 0.5
+
+
+def test_the_slot_freeze_counts_only_slots_most_lists_fill():
+    # slot 2 is filled by one list of three: "frozen at 100%" by construction, so it does not count
+    collapse = accumulate([["a", "b"], ["c"], ["d"]], CATALOG, 2).collapse()
+    assert collapse.slots[1].top_article_share == 1.0 and collapse.slots[1].lists == 1
+    assert collapse.max_slot_concentration == pytest.approx(1 / 3)
+    assert [s.slot for s in metrics.supported_slots(collapse.slots, 3)] == [1]
+
+
+def test_blind_shares_and_merged_category_spellings():
+    accumulator = accumulate([["a", "x"], ["b"]], CATALOG, 2)
+    diversity = accumulator.diversity()
+    assert (diversity.articles_served, diversity.unknown_article_share, diversity.short_list_share) == (3, 1 / 3, 0.5)
+    index = CatalogIndex({"a": "News", "b": "news ", "c": "Sports"})
+    assert index.categories == ["news", "sports"] and index.merged_variants == {"news": ["News", "news "]}
+    assert accumulate([["a", "b"]], index, 2).diversity().histogram == (0, 1, 0)  # one category, not two
+
+
+def test_sameness_merges_without_loss():
+    lists = [["a", "b"], ["a", "c"], ["a", "b"], ["d", "x"]]
+    whole = accumulate(lists, CATALOG, 2)
+    merged = accumulate(lists[:2], whole.index, 2).merge(accumulate(lists[2:], whole.index, 2))
+    assert merged == whole and merged.collapse() == whole.collapse()

@@ -17,7 +17,7 @@ import urllib.error
 import urllib.request
 
 import boto3
-from botocore.exceptions import ClientError
+from botocore.exceptions import ClientError, EndpointConnectionError, NoCredentialsError, NoRegionError
 
 from diversity_monitor.aws import local_stacks
 
@@ -76,9 +76,17 @@ def _answers(endpoint_url: str) -> None:
 
 def require_endpoint(endpoint_name: str) -> dict:
     """DescribeEndpoint, or SetupError naming the endpoints that do exist."""
-    sagemaker = boto3.client("sagemaker")
     try:
+        sagemaker = boto3.client("sagemaker")
         return sagemaker.describe_endpoint(EndpointName=endpoint_name)
+    except NoRegionError:
+        raise SetupError("no AWS region: set AWS_DEFAULT_REGION (or pass region), or point endpoint_url at the "
+                         "local stack") from None
+    except NoCredentialsError:
+        raise SetupError(missing_credentials_message(os.environ.get("AWS_ENDPOINT_URL"))) from None
+    except EndpointConnectionError as error:
+        raise SetupError(f"nothing answers at {error.kwargs.get('endpoint_url')}: start the local stack "
+                         "(`diversity-monitor local up --detach`) or fix the endpoint URL") from None
     except ClientError as error:
         if error.response.get("Error", {}).get("Code") != "ValidationException":
             raise

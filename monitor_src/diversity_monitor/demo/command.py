@@ -1,5 +1,8 @@
 """`diversity-monitor demo`: the incident from the design notes, end to end, on the local stack.
 
+`--incident NAME` plays another incident instead: each of the reference recommender's defects
+(`recommender.model.DEFECTS`), each ending paged and rolled back.
+
 Starts the embedded stack with a simulated clock, plays `scenario.IncidentScenario` (healthy
 hours, a regressed deploy, the alarm, the rollback, recovery), then prints the timeline and
 leaves in `demo-output/run-<time>/` (`demo-output/latest` points at the newest run):
@@ -36,6 +39,9 @@ from diversity_monitor.local.clock import SimulatedClock
 from diversity_monitor.local.platform import isolate_aws_environment, restore_aws_environment
 from diversity_monitor.oncall import dashboard_view
 from diversity_monitor.oncall.report_history import alarm_states, state_at
+from diversity_monitor.recommender.model import DEFECTS
+
+INCIDENTS = [name for name in DEFECTS if name]  # `--incident`: every defect of the reference recommender
 
 DEMO_ROOT = Path("demo-output")
 DASHBOARD_PICTURE = "dashboard.png"  # the endpoint's dashboard over the whole run, next to timeline.png
@@ -72,7 +78,7 @@ def timeline(scenario: IncidentScenario) -> pd.DataFrame:
     )["MonitoringExecutionSummaries"]
     reports = {r.hour: r for r in load_reports(
         REPORTS_URI, ENDPOINT, SCHEDULE, scenario.plan.start, scenario.now())}
-    changes = alarm_states(scenario.alarm_names[0]) if scenario.alarm_names else []
+    changes = alarm_states(scenario.page_alarm) if scenario.page_alarm else []  # what pages: the composite
     rows = []
     for execution in executions:
         hour = execution["ScheduledTime"]
@@ -159,13 +165,17 @@ def register(parser: argparse.ArgumentParser) -> None:
                         help="an empty or new folder for reports and the timeline (default: demo-output/run-<time>/)")
     parser.add_argument("--sessions", type=whole_option("--sessions", 1, 100_000), default=500, help="validation sessions replayed each hour")
     parser.add_argument("--live-requests", type=whole_option("--live-requests", 0, 100_000), default=120, help="live requests per simulated hour")
+    parser.add_argument("--incident", choices=INCIDENTS, default=ScenarioPlan.defect, metavar="NAME",
+                        help=f"which regression v2 carries: {', '.join(INCIDENTS)} (default {ScenarioPlan.defect}, the "
+                             "design notes' incident; each is described in recommender/model.py DEFECTS); each "
+                             "ends paged and rolled back")
     parser.set_defaults(handler=_demo)
 
 
 def _demo(args: argparse.Namespace) -> int:
     from diversity_monitor.local.stack import Interrupted
 
-    plan = ScenarioPlan(sessions=args.sessions, live_requests_per_hour=args.live_requests)
+    plan = ScenarioPlan(sessions=args.sessions, live_requests_per_hour=args.live_requests, defect=args.incident)
     output = args.output or fresh_output_folder()
     try:
         result = run_demo(output, plan, progress=sys.stderr.isatty())
@@ -179,7 +189,8 @@ def _demo(args: argparse.Namespace) -> int:
     print(result["timeline"].to_string(index=False))
     print("\nPager (SNS -> SQS) received:")
     for message in result["pager"]:
-        print(f"  {message.get('StateChangeTime', '')}  {message.get('Subject')}")
+        fired = ", ".join(child["Arn"].rsplit(":", 1)[-1] for child in message.get("TriggeringChildren", []))
+        print(f"  {message.get('StateChangeTime', '')}  {message.get('Subject')}" + (f"  <- {fired}" if fired else ""))
     shown = output
     latest = DEMO_ROOT / "latest"
     if args.output is None and latest.resolve() == output.resolve():

@@ -58,7 +58,7 @@ class ScenarioPlan:
     recovered_hours: int = 2
     live_requests_per_hour: int = 120
     sessions: int = 500
-    defect: str = "popularity-scaling"
+    defect: str = "popularity-scaling"  # the design notes' incident; `demo --incident` picks another
     seed: int = 7
 
 
@@ -101,26 +101,32 @@ class IncidentScenario:
             s3.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": REGION})
         versions = {"v1": None, "v2": self.plan.defect}
         for version, defect in versions.items():
-            archive = recommender_model.train(data_dir, self.workdir / "models" / version, version, defect=defect)
-            s3.upload_file(str(archive), MODELS_BUCKET, f"news-recommender/{version}/model.tar.gz")
-            self.sagemaker.create_model(
-                ModelName=f"news-recommender-{version}",
-                PrimaryContainer={"Image": MODEL_IMAGE,
-                                  "ModelDataUrl": f"s3://{MODELS_BUCKET}/news-recommender/{version}/model.tar.gz"},
-                ExecutionRoleArn=ROLE_ARN,
-            )
-            self.sagemaker.create_endpoint_config(
-                EndpointConfigName=f"{ENDPOINT}-{version}",
-                ProductionVariants=[{"VariantName": VARIANT, "ModelName": f"news-recommender-{version}",
-                                     "InitialInstanceCount": 1, "InstanceType": "ml.m5.xlarge",
-                                     "InitialVariantWeight": 1.0}],
-                DataCaptureConfig=deployment.data_capture_config(CAPTURE_URI, 100),
-            )
+            self.register_model(version, defect)
         sessions = paths.validation_sessions.read_text().splitlines()[: self.plan.sessions]
         storage.write_bytes(VALIDATION_URI, ("\n".join(sessions) + "\n").encode())
         storage.write_bytes(CATALOG_URI, paths.catalog.read_bytes())
         self.live_traffic = recommender_data.live_requests(data_dir, 10_000, seed=self.plan.seed)
         return {version: f"{ENDPOINT}-{version}" for version in versions}
+
+    def register_model(self, version: str, defect: str | None) -> str:
+        """Train `version` (with `defect`, None = healthy), upload it, create its model and endpoint
+        config (with capture); returns the endpoint config's name."""
+        archive = recommender_model.train(self.workdir / "data", self.workdir / "models" / version, version, defect=defect)
+        boto3.client("s3").upload_file(str(archive), MODELS_BUCKET, f"news-recommender/{version}/model.tar.gz")
+        self.sagemaker.create_model(
+            ModelName=f"news-recommender-{version}",
+            PrimaryContainer={"Image": MODEL_IMAGE,
+                              "ModelDataUrl": f"s3://{MODELS_BUCKET}/news-recommender/{version}/model.tar.gz"},
+            ExecutionRoleArn=ROLE_ARN,
+        )
+        self.sagemaker.create_endpoint_config(
+            EndpointConfigName=f"{ENDPOINT}-{version}",
+            ProductionVariants=[{"VariantName": VARIANT, "ModelName": f"news-recommender-{version}",
+                                 "InitialInstanceCount": 1, "InstanceType": "ml.m5.xlarge",
+                                 "InitialVariantWeight": 1.0}],
+            DataCaptureConfig=deployment.data_capture_config(CAPTURE_URI, 100),
+        )
+        return f"{ENDPOINT}-{version}"
 
     def deploy_initial(self) -> None:
         self.sagemaker.create_endpoint(EndpointName=ENDPOINT, EndpointConfigName=f"{ENDPOINT}-v1")
@@ -148,8 +154,14 @@ class IncidentScenario:
         spec = self.monitor_spec
         self.note("schedule", f"{SCHEDULE}: hourly, --min-diversity {spec.min_diversity:g}, --top-k {spec.top_k}, baseline v1")
 
+    @property
+    def page_alarm(self) -> str | None:
+        """The composite alarm: the only one that notifies the pager."""
+        return self.alarm_names[-1] if self.alarm_names else None
+
     def create_pager_and_alarms(self) -> None:
-        """SNS topic with an SQS queue standing in for the pager, the two alarms, and the dashboard."""
+        """SNS topic with an SQS queue standing in for the pager, the alarms (a child alarm per signal,
+        the composite that pages), and the dashboard."""
         self.topic_arn = alarms.ensure_topic(PAGER_TOPIC)
         sqs = boto3.client("sqs")
         self.queue_url = sqs.create_queue(QueueName=PAGER_QUEUE)["QueueUrl"]

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import timedelta
 from pathlib import Path
 
@@ -18,7 +18,7 @@ from diversity_monitor import storage
 from diversity_monitor.conventions import RUNBOOKS_README, STATISTICS_FILE, VIOLATIONS_FILE
 from diversity_monitor.job.baseline import dumps, load_baseline
 from diversity_monitor.job.compare import check
-from diversity_monitor.job.contract import MonitoringContext, ReplaySettings
+from diversity_monitor.job.contract import Limits, MonitoringContext, ReplaySettings
 from diversity_monitor.job.inputs import load_catalog, load_validation_set
 from diversity_monitor.job.measure import LiveWindow, Measurement, measure
 from diversity_monitor.job.model_monitor_files import Violation, statistics_document, violations_document
@@ -71,12 +71,13 @@ class Evaluation:
 
 def evaluate(endpoint_name: str, settings: ReplaySettings, run_id: str, *, min_diversity: float,
              min_success_rate: float, constraints: dict | None, constraints_source: str,
-             context: Mapping[str, object], progress: bool = False, live: LiveWindow | None = None) -> Evaluation:
+             context: Mapping[str, object], progress: bool = False, live: LiveWindow | None = None,
+             limits: Limits = Limits()) -> Evaluation:
     """Replay (and read the hour's live traffic, given `live`), check, and build the statistics
     document; writes nothing (the runbook's replay uses it too)."""
     measurement, result = measure(endpoint_name, settings, run_id, progress=progress, live=live)
     violations = check(measurement, min_diversity=min_diversity, min_success_rate=min_success_rate,
-                       constraints=constraints, constraints_source=constraints_source)
+                       constraints=constraints, constraints_source=constraints_source, limits=limits)
     statistics = statistics_document(measurement, reliable=measurement.success_rate >= min_success_rate,
                                      context=context)
     return Evaluation(measurement, result, statistics, violations)
@@ -98,8 +99,10 @@ def run_monitoring(context: MonitoringContext, *, progress: bool = False) -> Run
             "window_end": context.end_time.isoformat() if context.end_time else None,
             "min_diversity": context.min_diversity,
             "min_success_rate": context.min_success_rate,
+            "limits": asdict(context.limits),
             "runbook": RUNBOOKS_README,
         },
+        limits=context.limits,
         progress=progress,
         live=LiveWindow(context.dataset_source or context.capture_source, live_start(context), context.end_time),
     )

@@ -16,8 +16,8 @@ import orjson
 from botocore.exceptions import BotoCoreError
 
 from diversity_monitor import storage
-from diversity_monitor.conventions import CONSTRAINTS_FILE, MAX_JSON_DOCUMENT_BYTES, STATISTICS_FILE
-from diversity_monitor.job.contract import MonitoringContext, ReplaySettings
+from diversity_monitor.conventions import CONSTRAINTS_FILE, CUSTOM_BLOCK, MAX_JSON_DOCUMENT_BYTES, STATISTICS_FILE
+from diversity_monitor.job.contract import Limits, MonitoringContext, ReplaySettings
 from diversity_monitor.job.measure import measure
 from diversity_monitor.job.model_monitor_files import (
     BaselineError,
@@ -60,10 +60,13 @@ def load_baseline(context: MonitoringContext) -> tuple[dict | None, dict | None]
 
 def build_baseline(endpoint_name: str, settings: ReplaySettings, output_uri: str, *, mean_tolerance: float,
                    slot_margin: float, overwrite: bool = False, progress: bool = True,
-                   context: Mapping | None = None) -> tuple[dict, dict, ReplayResult]:
+                   context: Mapping | None = None, limits: Limits = Limits()) -> tuple[dict, dict, ReplayResult]:
     """Replay at training time and write statistics.json + constraints.json under `output_uri`.
 
-    Baselines are versioned records: an existing one is never replaced unless `overwrite`.
+    Baselines are versioned records: an existing one is never replaced unless `overwrite`. A
+    replay the monitor cannot vouch for (a catalog that misses what is served, short lists) is
+    refused: its bounds would judge every hour against noise. Every suggested upper bound is
+    capped by `limits`.
     """
     if str(output_uri).lower().startswith("s3:"):  # "s3://" alone would quietly become a local folder "s3:"
         try:
@@ -74,14 +77,19 @@ def build_baseline(endpoint_name: str, settings: ReplaySettings, output_uri: str
     if existing and not overwrite:
         raise BaselineError(f"{output_uri} already exists with {', '.join(existing)}; not overwriting it "
                             "(pass overwrite to replace a baseline on purpose)")
-    measurement, result = measure(endpoint_name, settings, f"baseline-{uuid.uuid4().hex[:8]}", progress=progress)
+    measurement, result = measure(endpoint_name, settings, f"baseline-{uuid.uuid4().hex[:8]}", progress=progress,
+                                  confirm_endpoint=True)
     if measurement.sessions_succeeded < measurement.sessions_attempted:
         raise BaselineError(
             f"baseline replay against {endpoint_name}: only {measurement.sessions_succeeded} of "
             f"{measurement.sessions_attempted} sessions succeeded ({result.errors()}); a baseline needs all of them"
         )
     statistics = statistics_document(measurement, reliable=True, context={"endpoint": endpoint_name, **dict(context or {})})
-    constraints = constraints_document(statistics, mean_tolerance=mean_tolerance, slot_margin=slot_margin)
+    blind = statistics[CUSTOM_BLOCK]["blind_reasons"]
+    if blind:
+        raise BaselineError(f"baseline replay against {endpoint_name}: {'; '.join(blind)}; a baseline needs figures "
+                            "the monitor can vouch for")
+    constraints = constraints_document(statistics, mean_tolerance=mean_tolerance, slot_margin=slot_margin, limits=limits)
     for name, document in ((STATISTICS_FILE, statistics), (CONSTRAINTS_FILE, constraints)):
         try:
             storage.write_bytes(storage.join(output_uri, name), dumps(document), overwrite=overwrite)

@@ -8,7 +8,7 @@ import sys
 import traceback
 
 from diversity_monitor import storage
-from diversity_monitor.aws.session import SetupError, require_endpoint
+from diversity_monitor.aws.session import SetupError
 from diversity_monitor.conventions import (
     CUSTOM_BLOCK,
     DEFAULT_MEAN_TOLERANCE,
@@ -40,6 +40,7 @@ def register_baseline(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--slot-margin", type=contract.number_argument("--slot-margin", 0, 1), default=DEFAULT_SLOT_MARGIN,
                         help="how far above the baseline's most-concentrated slot share a run may go "
                              f"(default {DEFAULT_SLOT_MARGIN:g})")
+    contract.add_limit_arguments(parser)  # every bound the baseline suggests is capped by them
     parser.add_argument("--overwrite", action="store_true", help="replace an existing baseline at --output")
     parser.set_defaults(handler=_baseline)
 
@@ -58,10 +59,10 @@ def _baseline(args: argparse.Namespace) -> int:
     from diversity_monitor.job.baseline import build_baseline
 
     try:
-        require_endpoint(args.endpoint_name)  # before any replay: a mistyped name is one line, not 500 failures
         statistics, _, result = build_baseline(
             args.endpoint_name, contract.replay_settings(args), args.output,
             mean_tolerance=args.mean_tolerance, slot_margin=args.slot_margin, overwrite=args.overwrite,
+            limits=contract.Limits.from_args(args),
         )
     except Exception as error:
         return _command_failed("baseline", error)
@@ -87,8 +88,7 @@ def _replay(args: argparse.Namespace) -> int:
     from diversity_monitor.job.report_views import summary_table
 
     try:
-        require_endpoint(args.endpoint_name)  # before any replay: a mistyped name is one line, not 500 failures
-        measurement, result = measure(args.endpoint_name, contract.replay_settings(args), "adhoc")
+        measurement, result = measure(args.endpoint_name, contract.replay_settings(args), "adhoc", confirm_endpoint=True)
     except Exception as error:
         return _command_failed("replay", error)
     reliable = result.success_rate >= args.min_success_rate  # the hourly run's rule: never trust an empty replay

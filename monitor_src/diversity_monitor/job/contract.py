@@ -38,6 +38,9 @@ from diversity_monitor.cli import number_option, whole_option
 from diversity_monitor.clock import parse_instant
 from diversity_monitor.conventions import (
     ANALYSIS_WINDOW_EXTRA_HOURS,
+    DEFAULT_MAX_LIST_OVERLAP,
+    DEFAULT_MAX_SLOT_SHARE,
+    DEFAULT_MAX_TOP_LIST_SHARE,
     DEFAULT_MIN_DIVERSITY,
     DEFAULT_MIN_SUCCESS_RATE,
     DEFAULT_TOP_K,
@@ -209,6 +212,7 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
                         help="absolute floor for the mean categories per top-k (default 4)")
     parser.add_argument("--min-success-rate", type=number_argument("--min-success-rate", 0, 1), default=DEFAULT_MIN_SUCCESS_RATE,
                         metavar="RATE", help=f"replayed share below which diversity is not published (default {DEFAULT_MIN_SUCCESS_RATE:g})")
+    add_limit_arguments(parser)
     parser.add_argument("--endpoint-name", type=endpoint_name_argument, default=None, metavar="NAME",
                         help="endpoint to replay against when not run by Model Monitor")
     parser.add_argument("--put-metric-data", action="store_true",
@@ -231,6 +235,45 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
                         help="longest the report notebook may run before the job fails (default: the job's "
                              f"StoppingCondition.MaxRuntimeInSeconds less {RUN_RESERVE_SECONDS} s, so it fires before "
                              f"the platform stops the job; {DEFAULT_PERIOD_SECONDS} s, an hourly period, without one)")
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Absolute bounds on cross-session sameness: they hold with or without a baseline, and every
+    baseline bound is capped by them (a baseline built on a collapsed model cannot switch a check off).
+    The hourly run, the baseline's constraints and the deploy gate all take them from these flags."""
+
+    max_list_overlap: float = DEFAULT_MAX_LIST_OVERLAP
+    max_top_list_share: float = DEFAULT_MAX_TOP_LIST_SHARE
+    max_slot_share: float = DEFAULT_MAX_SLOT_SHARE
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> Limits:
+        return cls(args.max_list_overlap, args.max_top_list_share, args.max_slot_share)
+
+
+LIMIT_ARGUMENTS = ("--max-list-overlap", "--max-top-list-share", "--max-slot-share")
+
+
+def limit_arguments(limits: Limits) -> list[str]:
+    """ContainerArguments for the limits that differ from the defaults (the job's defaults are the same)."""
+    values = (limits.max_list_overlap, limits.max_top_list_share, limits.max_slot_share)
+    defaults = (DEFAULT_MAX_LIST_OVERLAP, DEFAULT_MAX_TOP_LIST_SHARE, DEFAULT_MAX_SLOT_SHARE)
+    return [item for flag, value, default in zip(LIMIT_ARGUMENTS, values, defaults) if value != default
+            for item in (flag, f"{value:g}")]
+
+
+def add_limit_arguments(parser: argparse.ArgumentParser) -> None:
+    """`--max-list-overlap`, `--max-top-list-share`, `--max-slot-share` (the run, the gate, the CLI)."""
+    parser.add_argument("--max-list-overlap", type=number_argument("--max-list-overlap", 0, 1),
+                        default=DEFAULT_MAX_LIST_OVERLAP, metavar="SHARE",
+                        help=f"largest mean overlap |A n B|/k of two sessions' lists (default {DEFAULT_MAX_LIST_OVERLAP:g})")
+    parser.add_argument("--max-top-list-share", type=number_argument("--max-top-list-share", 0, 1),
+                        default=DEFAULT_MAX_TOP_LIST_SHARE, metavar="SHARE",
+                        help=f"largest share of sessions served the one most common list (default {DEFAULT_MAX_TOP_LIST_SHARE:g})")
+    parser.add_argument("--max-slot-share", type=number_argument("--max-slot-share", 0, 1),
+                        default=DEFAULT_MAX_SLOT_SHARE, metavar="SHARE",
+                        help=f"largest share of lists showing a slot's most common article (default {DEFAULT_MAX_SLOT_SHARE:g})")
 
 
 @dataclass(frozen=True)
@@ -268,6 +311,7 @@ class MonitoringContext:
     output_hour_folder: bool = False
     capture_source: str | None = None  # s3://.../<endpoint>/: the live pass's capture when nothing staged it
     live_window: float | None = None  # seconds at the end of the analysis window the live pass judges
+    limits: Limits = field(default_factory=Limits)
     # The record of what this run was given: the documented platform variables as set, and the
     # ContainerArguments. Nothing else from the environment (see the module doc).
     platform_environment: dict[str, str] = field(default_factory=dict)
@@ -294,6 +338,7 @@ class MonitoringContext:
         for key in ("output_path", "dataset_source", "baseline_statistics", "baseline_constraints"):
             values[key] = Path(values[key]) if values.get(key) else None
         values["replay"] = ReplaySettings(**values["replay"])
+        values["limits"] = Limits(**values.get("limits", {}))
         values["container_arguments"] = tuple(values.get("container_arguments", ()))
         return cls(**values)
 
@@ -432,6 +477,7 @@ def load_context(arguments: list[str], env: Mapping[str, str] | None = None) -> 
         output_hour_folder=args.output_hour_folder,
         capture_source=capture_source,
         live_window=args.live_window,
+        limits=Limits.from_args(args),
         platform_environment={name: env[name] for name in PLATFORM_ENV if env.get(name) is not None},
         container_arguments=tuple(arguments),
     )

@@ -36,6 +36,7 @@ from botocore.exceptions import BotoCoreError
 from diversity_monitor import storage
 from diversity_monitor.aws import service_schema
 from diversity_monitor.conventions import MAX_CATALOG_BYTES, MAX_VALIDATION_SET_BYTES
+from diversity_monitor.measures.metrics import normalized_category
 
 
 class InputError(ValueError):
@@ -191,7 +192,7 @@ def load_catalog(uri: str) -> dict[str, str]:
         for key, value in (("article_id", article_id), ("category", category)):
             if not isinstance(value, str) or not value.strip():
                 raise InputError(f"{what} {uri} line {number}: {key!r} must be a non-empty string")
-        if article_id in catalog and catalog[article_id] != category:
+        if article_id in catalog and normalized_category(catalog[article_id]) != normalized_category(category):
             raise InputError(
                 f"{what} {uri} line {number}: article {article_id!r} listed with two categories "
                 f"({catalog[article_id]!r} and {category!r})"

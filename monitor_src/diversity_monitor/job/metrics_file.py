@@ -44,12 +44,16 @@ from diversity_monitor.conventions import (
     CUSTOM_BLOCK,
     LIVE_LISTS_METRIC,
     SESSIONS_SUCCEEDED_METRIC,
+    SHORT_LIST_SHARE_METRIC,
     SUCCESS_RATE_METRIC,
+    UNKNOWN_ARTICLE_SHARE_METRIC,
     distinct_articles_feature,
     diversity_metric,
+    list_overlap_feature,
     live_metric,
     metric_dimensions,
     slot_feature,
+    top_list_share_feature,
 )
 
 MAX_METRICS_PER_REQUEST = 1000
@@ -70,6 +74,10 @@ def metric_values(statistics: Mapping) -> dict[str, float]:
     values: dict[str, float | None] = {
         SUCCESS_RATE_METRIC: block["success_rate"],
         SESSIONS_SUCCEEDED_METRIC: block["sessions_succeeded"],
+        # What the monitor could see, published even when the figures are withheld: the
+        # monitor-health alarms page on them (blind is not broken).
+        UNKNOWN_ARTICLE_SHARE_METRIC: block.get("unknown_article_share"),
+        SHORT_LIST_SHARE_METRIC: block.get("short_list_share"),
     }
     if block["diversity_reliable"]:
         values.update(_figures(block, k))
@@ -88,6 +96,8 @@ def _figures(block: Mapping, k: int) -> dict[str, float | None]:
         diversity_metric(k, "p5"): block["p5"],
         slot_feature(k): block["max_slot_concentration"],
         distinct_articles_feature(k): block["distinct_articles"],
+        list_overlap_feature(k): block.get("list_overlap"),
+        top_list_share_feature(k): block.get("top_list_share"),
     }
 
 

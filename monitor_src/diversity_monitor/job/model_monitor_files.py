@@ -10,7 +10,10 @@ judgement that produces violations is compare.py's.
 Baseline documents are checked whole before a run replays anything (`figures`,
 `constraint_bounds`): every bound the checks use must be there with the right type, and the
 baseline's k must be the run's k. A bound that is missing is an error, never a skipped check;
-to loosen a check, edit its bound (mean_lower_bound 0, upper_bound 1).
+to loosen a check, edit its bound (mean_lower_bound 0). The upper bounds on sameness (slot share,
+list overlap, top-list share) are capped by the run's absolute limits (`contract.Limits`), when
+the constraints are suggested and again when they are applied, so no baseline switches them off;
+the overlap and top-list bounds may be absent from older constraints (the limit then applies).
 """
 
 from __future__ import annotations
@@ -23,15 +26,25 @@ from diversity_monitor.clock import iso_z
 from diversity_monitor.conventions import (
     CUSTOM_BLOCK,
     DEFAULT_MEAN_TOLERANCE,
+    DEFAULT_OVERLAP_MARGIN,
     DEFAULT_SLOT_MARGIN,
+    DEFAULT_TOP_LIST_MARGIN,
+    MAX_SHORT_LIST_SHARE,
+    MAX_UNKNOWN_ARTICLE_SHARE,
     MIN_LIVE_LISTS,
+    MIN_SLOT_SUPPORT,
+    SHORT_LIST_SHARE_METRIC,
     SUCCESS_RATE_METRIC,
+    UNKNOWN_ARTICLE_SHARE_METRIC,
     distinct_articles_feature,
     diversity_feature,
+    list_overlap_feature,
     slot_feature,
+    top_list_share_feature,
 )
+from diversity_monitor.job.contract import Limits
 from diversity_monitor.job.measure import Measurement
-from diversity_monitor.measures.metrics import PERCENTILE_DEFINITION
+from diversity_monitor.measures.metrics import PERCENTILE_DEFINITION, CollapseSummary, DiversitySummary
 
 SCHEMA_VERSION = 0.0
 
@@ -70,8 +83,40 @@ def _scalar(name: str, inferred_type: str, value) -> dict:
     return _numeric(name, inferred_type, int(present), int(not present), value, value, 0.0 if present else None, value, value)
 
 
+def blind_reasons(d: DiversitySummary, k: int) -> list[tuple[str, str]]:
+    """Why figures over these lists cannot be vouched for, as (metric, reason) (empty: they can). Blind is not broken: a
+    catalog that misses what is served, or lists too short to count, say nothing about diversity."""
+    reasons = []
+    unknown, short = d.unknown_article_share, d.short_list_share
+    if unknown is not None and unknown > MAX_UNKNOWN_ARTICLE_SHARE:
+        reasons.append((UNKNOWN_ARTICLE_SHARE_METRIC, f"the catalog does not know {d.unknown_articles} of the {d.articles_served} articles served "
+                       f"({unknown:.1%} > {MAX_UNKNOWN_ARTICLE_SHARE:.0%}; in {d.lists_with_unknown_articles} of "
+                       f"{d.lists} lists): refresh the catalog"))
+    if short is not None and short > MAX_SHORT_LIST_SHARE:
+        reasons.append((SHORT_LIST_SHARE_METRIC, f"{d.short_lists} of {d.lists} lists hold fewer than {k} articles ({short:.1%} > "
+                       f"{MAX_SHORT_LIST_SHARE:.0%}): the endpoint is returning short or empty lists"))
+    return reasons
+
+
+def _sameness(d: DiversitySummary, c: CollapseSummary) -> dict:
+    """The completeness and cross-session figures, shared by the replay's block and live traffic's."""
+    return {
+        "articles_served": d.articles_served,
+        "unknown_article_share": d.unknown_article_share,
+        "short_list_share": d.short_list_share,
+        "list_overlap": c.list_overlap,
+        "top_list_share": c.top_list_share,
+        "top_list_lists": c.top_list_lists,
+        "min_slot_support": MIN_SLOT_SUPPORT,
+    }
+
+
 def statistics_document(m: Measurement, *, reliable: bool, context: Mapping[str, object] | None = None) -> dict:
+    """statistics.json; `reliable` false (replay too incomplete) or a blind measurement (see
+    `blind_reasons`) marks the diversity figures as withheld."""
     d = m.diversity
+    blind = blind_reasons(d, m.k)
+    reliable = reliable and not blind
     variance = (
         sum(count * (value - d.mean) ** 2 for value, count in enumerate(d.histogram)) / d.lists if d.lists else None
     )
@@ -83,6 +128,10 @@ def statistics_document(m: Measurement, *, reliable: bool, context: Mapping[str,
         _scalar(SUCCESS_RATE_METRIC, "Fractional", m.success_rate),
         _scalar(slot_feature(m.k), "Fractional", m.collapse.max_slot_concentration),
         _scalar(distinct_articles_feature(m.k), "Integral", m.collapse.distinct_articles),
+        _scalar(list_overlap_feature(m.k), "Fractional", m.collapse.list_overlap),
+        _scalar(top_list_share_feature(m.k), "Fractional", m.collapse.top_list_share),
+        _scalar(UNKNOWN_ARTICLE_SHARE_METRIC, "Fractional", d.unknown_article_share),
+        _scalar(SHORT_LIST_SHARE_METRIC, "Fractional", d.short_list_share),
     ]
     custom = {
         "k": m.k,
@@ -93,16 +142,20 @@ def statistics_document(m: Measurement, *, reliable: bool, context: Mapping[str,
         "sessions_succeeded": m.sessions_succeeded,
         "success_rate": m.success_rate,
         "diversity_reliable": reliable,
+        "blind_reasons": [reason for _, reason in blind],
         "replay_errors": dict(m.replay_errors),
         "unknown_articles": d.unknown_articles,
         "lists_with_unknown_articles": d.lists_with_unknown_articles,
         "short_lists": d.short_lists,
         "distinct_articles": m.collapse.distinct_articles,
         "max_slot_concentration": m.collapse.max_slot_concentration,
+        **_sameness(d, m.collapse),
+        "merged_category_variants": dict(m.merged_category_variants),
         "category_shares": [{"category": category, "share": share} for category, share in m.collapse.category_shares],
         "slot_collapse": [
             {"slot": s.slot, "lists": s.lists, "top_article_id": s.top_article_id,
-             "top_article_share": s.top_article_share, "distinct_articles": s.distinct_articles}
+             "top_article_share": s.top_article_share, "distinct_articles": s.distinct_articles,
+             "supported": bool(d.lists) and s.lists >= MIN_SLOT_SUPPORT * d.lists}
             for s in m.collapse.slots
         ],
         "measured_at": iso_z(m.measured_at),
@@ -123,6 +176,11 @@ def live_block(m: Measurement) -> dict:
     if stats is None:
         return block
     diversity, collapse = stats.accumulator.diversity(), stats.accumulator.collapse()
+    blind = blind_reasons(diversity, m.k)
+    if blind:  # figures it cannot vouch for are neither judged nor published
+        block["reliable"] = False
+    block["blind_reasons"] = [reason for _, reason in blind]
+    block.update(_sameness(diversity, collapse))
     block.update({
         "mean": diversity.mean, "min": diversity.min, "p5": diversity.p5, "max": diversity.max,
         "histogram": list(diversity.histogram), "short_lists": diversity.short_lists,
@@ -176,18 +234,27 @@ def figures(statistics: Mapping, source: str = "statistics", k: int | None = Non
     for key in ("sessions_attempted", "sessions_succeeded", "distinct_articles"):
         if key in block and not _is_count(block[key]):
             raise wrong(key, "a whole number")
-    for key in ("success_rate", "max_slot_concentration"):
+    for key in ("success_rate", "max_slot_concentration", "list_overlap", "top_list_share",
+                "unknown_article_share", "short_list_share"):
         if block.get(key) is not None and (not _is_number(block[key]) or not 0 <= block[key] <= 1):
             raise wrong(key, "a share between 0 and 1 (or null)")
     return dict(block)
 
 
 def constraints_document(baseline_statistics: Mapping, *, mean_tolerance: float = DEFAULT_MEAN_TOLERANCE,
-                         slot_margin: float = DEFAULT_SLOT_MARGIN) -> dict:
-    """constraints.json suggested from a baseline run (the data scientist may edit the bounds)."""
+                         slot_margin: float = DEFAULT_SLOT_MARGIN, overlap_margin: float = DEFAULT_OVERLAP_MARGIN,
+                         top_list_margin: float = DEFAULT_TOP_LIST_MARGIN, limits: Limits = Limits()) -> dict:
+    """constraints.json suggested from a baseline run (the data scientist may edit the bounds).
+
+    Each upper bound is the baseline's figure plus a margin, capped by the absolute limit: a
+    baseline of a collapsed model gets the limit, never a bound that switches the check off."""
     base = figures(baseline_statistics, "baseline statistics")
     k = base["k"]
-    slot_bound = min(1.0, (base.get("max_slot_concentration") or 0.0) + slot_margin)
+
+    def capped(figure: str, margin: float, limit: float) -> float:
+        return round(min(limit, (base.get(figure) or 0.0) + margin), 6)
+
+    slot_bound = capped("max_slot_concentration", slot_margin, limits.max_slot_share)
     return {
         "version": SCHEMA_VERSION,
         "features": [
@@ -203,11 +270,25 @@ def constraints_document(baseline_statistics: Mapping, *, mean_tolerance: float 
             {
                 "name": slot_feature(k), "inferred_type": "Fractional", "completeness": 1.0,
                 "num_constraints": {"is_non_negative": True},
-                "upper_bound": round(slot_bound, 6),
+                "upper_bound": slot_bound,
+            },
+            {
+                "name": list_overlap_feature(k), "inferred_type": "Fractional", "completeness": 1.0,
+                "num_constraints": {"is_non_negative": True},
+                "upper_bound": capped("list_overlap", overlap_margin, limits.max_list_overlap),
+            },
+            {
+                "name": top_list_share_feature(k), "inferred_type": "Fractional", "completeness": 1.0,
+                "num_constraints": {"is_non_negative": True},
+                "upper_bound": capped("top_list_share", top_list_margin, limits.max_top_list_share),
             },
         ],
         "monitoring_config": {"evaluate_constraints": "Enabled", "emit_metrics": "Enabled"},
-        CUSTOM_BLOCK: {"k": k, "mean_tolerance": mean_tolerance, "slot_margin": slot_margin},
+        CUSTOM_BLOCK: {"k": k, "mean_tolerance": mean_tolerance, "slot_margin": slot_margin,
+                       "overlap_margin": overlap_margin, "top_list_margin": top_list_margin,
+                       "capped_by": {"max_slot_share": limits.max_slot_share,
+                                     "max_list_overlap": limits.max_list_overlap,
+                                     "max_top_list_share": limits.max_top_list_share}},
     }
 
 
@@ -218,6 +299,8 @@ class Bounds:
     p5_lower_bound: float
     mean_lower_bound: float
     slot_upper_bound: float
+    overlap_upper_bound: float | None = None  # absent from constraints built before the measure
+    top_list_upper_bound: float | None = None
 
 
 def _constraint(features: list, name: str) -> Mapping | None:
@@ -237,7 +320,10 @@ def constraint_bounds(constraints: Mapping, k: int, source: str = "baseline cons
     features = constraints["features"]
     bounds = _constraint(features, diversity_feature(k))["diversity_constraints"]
     upper = _constraint(features, slot_feature(k))["upper_bound"]
-    return Bounds(float(bounds["p5_lower_bound"]), float(bounds["mean_lower_bound"]), float(upper))
+    optional = {key: float(entry["upper_bound"]) for key, entry in (
+        ("overlap_upper_bound", _constraint(features, list_overlap_feature(k))),
+        ("top_list_upper_bound", _constraint(features, top_list_share_feature(k)))) if entry is not None}
+    return Bounds(float(bounds["p5_lower_bound"]), float(bounds["mean_lower_bound"]), float(upper), **optional)
 
 
 def constraint_problems(constraints: Mapping, k: int) -> list[str]:
@@ -293,6 +379,11 @@ def constraint_problems(constraints: Mapping, k: int) -> list[str]:
         problems.append(f"{slot_name}.upper_bound is missing (a share between 0 and 1 is required)")
     elif not _is_number(slot["upper_bound"]) or not 0 <= slot["upper_bound"] <= 1:
         problems.append(f"{slot_name}.upper_bound must be a share between 0 and 1, got {slot['upper_bound']!r}")
+    # The sameness bounds are optional (older constraints have none: the run's absolute limits apply).
+    for feature_name in (list_overlap_feature(k), top_list_share_feature(k)):
+        entry = _constraint(features, feature_name)
+        if entry is not None and (not _is_number(entry.get("upper_bound")) or not 0 <= entry["upper_bound"] <= 1):
+            problems.append(f"{feature_name}.upper_bound must be a share between 0 and 1, got {entry.get('upper_bound')!r}")
     return problems
 
 

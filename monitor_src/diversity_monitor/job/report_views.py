@@ -30,6 +30,7 @@ from diversity_monitor.conventions import (
     DIVERSITY_ALARM_RUNBOOK,
     FAILED_RUN_RUNBOOK,
 )
+from diversity_monitor.job.compare import upper_bound
 from diversity_monitor.job.model_monitor_files import Violation, constraint_bounds
 from diversity_monitor.job.past_reports import TREND_HOURS
 
@@ -117,11 +118,21 @@ def headline_rows(statistics: Mapping, baseline_statistics: Mapping | None,
     mean_limits = [f"≥ {floor:g} (floor)"] if floor is not None else []
     if bounds:
         mean_limits.append(f"≥ {bounds.mean_lower_bound:g} (baseline)")
+    limits = block.get("limits") or {}
+
+    def at_most(limit_key: str, baseline_bound: float | None) -> str:
+        bound, source = upper_bound(limits[limit_key], baseline_bound) if limit_key in limits else (baseline_bound, "baseline")
+        return f"≤ {bound:.2f} ({source})" if bound is not None else ""
+
     return [
         (f"mean categories per top-{k}", shown("mean"), baseline("mean"), ", ".join(mean_limits)),
         (f"p5 categories per top-{k}", shown("p5"), baseline("p5"), f"≥ {bounds.p5_lower_bound:g}" if bounds else ""),
         ("most frequent article's share in one slot", shown("max_slot_concentration"),
-         baseline("max_slot_concentration"), f"≤ {bounds.slot_upper_bound:.2f}" if bounds else ""),
+         baseline("max_slot_concentration"), at_most("max_slot_share", bounds.slot_upper_bound if bounds else None)),
+        ("overlap of two sessions' lists (mean |A∩B|/k)", shown("list_overlap"), baseline("list_overlap"),
+         at_most("max_list_overlap", bounds.overlap_upper_bound if bounds else None)),
+        ("sessions served the most common list", shown("top_list_share"), baseline("top_list_share"),
+         at_most("max_top_list_share", bounds.top_list_upper_bound if bounds else None)),
         ("sessions replayed", f"{block.get('sessions_succeeded')} of {block.get('sessions_attempted')}", "",
          f"≥ {block['min_success_rate']:.0%}" if block.get("min_success_rate") is not None else ""),
     ]
@@ -193,8 +204,8 @@ def _endpoint_config(block: Mapping) -> str | None:
 
 
 def summary_table(statistics: Mapping, baseline_statistics: Mapping | None = None) -> pd.DataFrame:
-    rows = ["mean", "min", "p5", "max", "distinct_articles", "max_slot_concentration", "success_rate",
-            "sessions_succeeded"]
+    rows = ["mean", "min", "p5", "max", "distinct_articles", "max_slot_concentration", "list_overlap",
+            "top_list_share", "unknown_article_share", "short_list_share", "success_rate", "sessions_succeeded"]
     current = statistics[CUSTOM_BLOCK]
     table = pd.DataFrame({"current": [current.get(row) for row in rows] + [_endpoint_config(current)]},
                          index=[*rows, "endpoint_config"])
@@ -304,8 +315,41 @@ def live_html(statistics: Mapping) -> str:
 
 
 def slot_collapse_table(statistics: Mapping) -> pd.DataFrame:
+    """Per slot: its most frequent article and share, the distinct articles it showed, how many lists
+    filled it, and whether that is enough for the freeze to count (`supported`)."""
     table = pd.DataFrame(statistics[CUSTOM_BLOCK]["slot_collapse"]).set_index("slot")
-    return table[["top_article_id", "top_article_share", "distinct_articles", "lists"]]
+    columns = ["top_article_id", "top_article_share", "distinct_articles", "lists"]
+    return table[columns + (["supported"] if "supported" in table else [])]
+
+
+def sameness_html(statistics: Mapping) -> str:
+    """Is everyone getting the same thing (the cross-session figures), what the monitor could not
+    see, and the category spellings it merged."""
+    block = statistics[CUSTOM_BLOCK]
+    e = html.escape
+    support = block.get("min_slot_support")
+    rows = [
+        ("mean overlap of two sessions' top lists (|A∩B|/k)", block.get("list_overlap")),
+        ("share of sessions served the single most common list", block.get("top_list_share")),
+        (f"most frozen slot's share (slots filled in ≥ {support:.0%} of lists)" if support is not None
+         else "most frozen slot's share", block.get("max_slot_concentration")),
+        ("distinct articles across all lists", block.get("distinct_articles")),
+        ("served articles missing from the catalog", block.get("unknown_article_share")),
+        ("lists shorter than k", block.get("short_list_share")),
+    ]
+    table = "".join(f"<tr><th scope='row'>{e(name)}</th><td>{e(_figure_text(value, 3))}</td></tr>" for name, value in rows)
+    parts = [f"<table class='dm-sameness'><tbody>{table}</tbody></table>"]
+    for reason in block.get("blind_reasons") or []:
+        parts.append(f"<p class='dm-blind'>Withheld: {e(reason)}</p>")
+    merged = block.get("merged_category_variants") or {}
+    if merged:
+        items = "".join(f"<li><code>{e(name)}</code>: {e(', '.join(repr(v) for v in variants))}</li>"
+                        for name, variants in merged.items())
+        parts.append("<p class='dm-merged'>Categories compared after trimming and case-folding; the catalog's "
+                     f"spellings merged:</p><ul class='dm-merged'>{items}</ul>")
+    else:
+        parts.append("<p class='dm-merged'>Categories compared after trimming and case-folding; no spellings merged.</p>")
+    return "".join(parts)
 
 
 def note_html(note: str | None) -> str:
@@ -313,9 +357,13 @@ def note_html(note: str | None) -> str:
     return f"<p class='dm-note'>{html.escape(note)}</p>" if note else ""
 
 
-def slot_bound(constraints: Mapping | None, k: int) -> float | None:
-    """The slot-concentration bound the run was checked against (constraints.json), if it had one."""
-    return constraint_bounds(constraints, k).slot_upper_bound if constraints is not None else None
+def slot_bound(constraints: Mapping | None, k: int, limit: float | None = None) -> float | None:
+    """The slot-concentration bound the run was checked against: the baseline's (constraints.json)
+    capped by the absolute `limit`, whichever of them it had."""
+    baseline = constraint_bounds(constraints, k).slot_upper_bound if constraints is not None else None
+    if limit is None:
+        return baseline
+    return upper_bound(limit, baseline)[0]
 
 
 def violations_table(violations: Sequence[Violation] | Mapping) -> pd.DataFrame:

@@ -19,6 +19,15 @@ patching):
   the platform clock's timestamps and EvaluationWindow), DescribeAlarmHistory (from the store).
 - on install, alarms the store knows but moto lost (a restart) are put back with their state.
 
+Composite alarms (moto has none): PutCompositeAlarm, DescribeAlarms with AlarmTypes CompositeAlarm
+and DeleteAlarms are served here from the store (kind "CompositeAlarm"). A composite starts
+INSUFFICIENT_DATA ("Unchecked: Initial alarm creation") and is evaluated at once and after every
+change of any alarm (`aws.composite_rule`: TRUE -> ALARM, FALSE -> OK, as the CloudWatch guide
+describes); its notification is CloudWatch's composite format: AlarmRule and TriggeringChildren
+(each child's ARN and state) instead of a Trigger, NewStateReason "<child ARN> transitioned to
+ALARM at <time>", StateReasonData {"triggeringAlarms": [...]}, the shape CloudWatch's composite
+alarm events carry.
+
 Store kinds: "MetricAlarm" holds each alarm as a DescribeAlarms MetricAlarm with our state,
 timestamps (from the platform clock) and EvaluationWindow; "AlarmHistoryItem" holds
 DescribeAlarmHistory items. Timestamps are stored as ISO-8601 strings (`_iso` / `_instant`).
@@ -39,6 +48,7 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from diversity_monitor.aws import alarm_evaluation as ev
+from diversity_monitor.aws import composite_rule
 from diversity_monitor.local.errors import ServiceError, refused_by_moto
 from diversity_monitor.local.metric_data import canonical_dimensions
 from diversity_monitor.local.protocols import botocore_data, service_model, validation_error_for
@@ -46,6 +56,10 @@ from diversity_monitor.local.protocols import botocore_data, service_model, vali
 log = logging.getLogger(__name__)
 
 ALARM_KIND = "MetricAlarm"
+COMPOSITE_KIND = "CompositeAlarm"
+COMPOSITE_FIELDS = ("AlarmName", "AlarmDescription", "AlarmRule", "ActionsEnabled", "AlarmActions", "OKActions",
+                    "InsufficientDataActions")
+MAX_COMPOSITE_PASSES = 10  # composites of composites settle within this many passes (a cycle never does)
 HISTORY_KIND = "AlarmHistoryItem"
 INITIAL_REASON = "Unchecked: Initial alarm creation"  # what CloudWatch says before a first evaluation
 ACTIONS_FOR_STATE = {ev.ALARM: "AlarmActions", ev.OK: "OKActions", ev.INSUFFICIENT_DATA: "InsufficientDataActions"}
@@ -251,6 +265,7 @@ class AlarmEvaluator:
                 return
             self._forget_deleted({a["AlarmName"] for a in alarms}, now)
             self._evaluate(alarms, now)
+            self._evaluate_composites(now)
 
     def restore(self) -> None:
         """After a restart moto is empty but the store still has the alarms: put them back."""
@@ -281,13 +296,20 @@ class AlarmEvaluator:
             else:
                 self._created(alarm, now, window)
             self._evaluate([self._describe_one(name)], now)  # "evaluated at once"
+            self._evaluate_composites(now)
         return {}
 
     def set_alarm_state(self, platform, params: dict) -> dict:
         """SetAlarmState: the state holds until the next evaluation, actions fire if it changed."""
         with self._lock, refused_by_moto():
+            now = self.platform.clock.now()
+            composite = self.platform.store.get(COMPOSITE_KIND, params["AlarmName"])
+            if composite is not None:
+                self._set_composite_state(composite, params, now)
+                return {}
             self.cloudwatch.set_alarm_state(**params)
-            self._reconcile(self._describe_one(params["AlarmName"]), self.platform.clock.now())
+            self._reconcile(self._describe_one(params["AlarmName"]), now)
+            self._evaluate_composites(now)
         return {}
 
     def describe_alarms(self, platform, params: dict) -> dict:
@@ -305,12 +327,99 @@ class AlarmEvaluator:
                         alarm[key] = _instant(record[key])
                 if record.get("EvaluationWindow"):
                     alarm["EvaluationWindow"] = record["EvaluationWindow"]
+        types = params.get("AlarmTypes") or ["MetricAlarm"]  # "If you omit this parameter, only metric alarms"
+        if "MetricAlarm" not in types:
+            output["MetricAlarms"] = []
+        output["CompositeAlarms"] = self._composites_matching(params) if COMPOSITE_KIND in types else []
         return output
+
+    def _composites_matching(self, params: Mapping) -> list[dict]:
+        names, prefix, state = params.get("AlarmNames"), params.get("AlarmNamePrefix"), params.get("StateValue")
+        found = []
+        for record in sorted(self.platform.store.list(COMPOSITE_KIND), key=lambda r: r["AlarmName"]):
+            if names and record["AlarmName"] not in names:
+                continue
+            if prefix and not record["AlarmName"].startswith(prefix):
+                continue
+            if state and record["StateValue"] != state:
+                continue
+            described = {key: value for key, value in record.items() if value is not None}
+            for key in ("AlarmConfigurationUpdatedTimestamp", "StateUpdatedTimestamp", "StateTransitionedTimestamp"):
+                described[key] = _instant(record[key])
+            found.append(described)
+        return found
+
+    def put_composite_alarm(self, platform, params: dict) -> dict:
+        """PutCompositeAlarm: the rule checked (syntax, named alarms exist), created INSUFFICIENT_DATA or
+        updated with its state left unchanged, then evaluated at once."""
+        name = params["AlarmName"]
+        try:
+            tree = composite_rule.parse(params["AlarmRule"])
+        except composite_rule.RuleError as error:
+            raise _invalid(str(error)) from error
+        with self._lock, refused_by_moto():
+            named = composite_rule.children(tree)
+            if name in named:
+                raise _invalid(f"the alarm rule of {name!r} names the alarm itself")
+            known = {a["AlarmName"] for a in self._describe_alarms()}
+            known |= {r["AlarmName"] for r in self.platform.store.list(COMPOSITE_KIND)}
+            missing = [child for child in named if child not in known]
+            if missing:
+                raise _invalid(f"Could not save the composite alarm as alarms {missing} in the alarm rule do not exist")
+            if self.cloudwatch.describe_alarms(AlarmNames=[name])["MetricAlarms"]:
+                raise _invalid(f"{name!r} is a metric alarm; a composite alarm needs a name of its own")
+            now = self.platform.clock.now()
+            record = self.platform.store.get(COMPOSITE_KIND, name)
+            configuration = {key: params.get(key) for key in COMPOSITE_FIELDS}
+            configuration["ActionsEnabled"] = params.get("ActionsEnabled", True)
+            for key in ("AlarmActions", "OKActions", "InsufficientDataActions"):
+                configuration[key] = list(params.get(key) or [])
+            if record is None:
+                record = {**configuration, "AlarmArn": self._arn(name), "StateValue": ev.INSUFFICIENT_DATA,
+                          "StateReason": INITIAL_REASON, "AlarmConfigurationUpdatedTimestamp": _iso(now),
+                          "StateUpdatedTimestamp": _iso(now), "StateTransitionedTimestamp": _iso(now)}
+                self._history(name, now, "ConfigurationUpdate", f'Alarm "{name}" created',
+                              {"version": "1.0", "type": "Create", "createdAlarm": _camel(record)}, COMPOSITE_KIND)
+            else:
+                original = dict(record)
+                record.update(configuration, AlarmConfigurationUpdatedTimestamp=_iso(now))
+                self._history(name, now, "ConfigurationUpdate", f'Alarm "{name}" updated',
+                              {"version": "1.0", "type": "Update", "originalAlarm": _camel(original),
+                               "updatedAlarm": _camel(record)}, COMPOSITE_KIND)
+            self.platform.store.put(COMPOSITE_KIND, name, record)
+            self._evaluate_composites(now)
+        return {}
+
+    def delete_alarms(self, platform, params: dict) -> dict:
+        """DeleteAlarms: composites from the store, the rest from moto; an alarm a composite's rule
+        still names is refused (CloudWatch keeps rules pointing at alarms that exist)."""
+        names = list(params.get("AlarmNames") or [])
+        with self._lock, refused_by_moto():
+            composites = [n for n in names if self.platform.store.get(COMPOSITE_KIND, n) is not None]
+            for record in self.platform.store.list(COMPOSITE_KIND):
+                if record["AlarmName"] in composites:
+                    continue
+                named = set(composite_rule.children(composite_rule.parse(record["AlarmRule"])))
+                still = sorted(named & set(names))
+                if still:
+                    raise _invalid(f"alarms {still} are in the alarm rule of composite alarm {record['AlarmName']!r}: "
+                                   "delete or change the composite first")
+            now = self.platform.clock.now()
+            for name in composites:
+                record = self.platform.store.get(COMPOSITE_KIND, name)
+                self.platform.store.delete(COMPOSITE_KIND, name)
+                self._history(name, now, "ConfigurationUpdate", f'Alarm "{name}" deleted',
+                              {"version": "1.0", "type": "Delete", "deletedAlarm": _camel(record)}, COMPOSITE_KIND)
+            others = [n for n in names if n not in composites]
+            if others:
+                self.cloudwatch.delete_alarms(AlarmNames=others)
+            self._forget_deleted({a["AlarmName"] for a in self._describe_alarms()}, now)
+        return {}
 
     def describe_alarm_history(self, platform, params: dict) -> dict:
         if params.get("AlarmContributorId"):
             return {"AlarmHistoryItems": []}  # no contributor (Metrics Insights) alarms locally
-        types = params.get("AlarmTypes")
+        types = params.get("AlarmTypes") or [ALARM_KIND]  # "If you omit this parameter, only metric alarms" [API]
         wanted = {
             "AlarmName": params.get("AlarmName"),
             "HistoryItemType": params.get("HistoryItemType"),
@@ -318,7 +427,7 @@ class AlarmEvaluator:
         start, end = params.get("StartDate"), params.get("EndDate")
         items = []
         for sequence, item in enumerate(self.platform.store.list(HISTORY_KIND)):
-            if types is not None and item["AlarmType"] not in types:
+            if item["AlarmType"] not in types:
                 continue
             if any(value is not None and item[key] != value for key, value in wanted.items()):
                 continue
@@ -380,6 +489,92 @@ class AlarmEvaluator:
         size = ev.evaluation_range(rule.evaluation_periods)
         buckets = ev.evaluation_buckets(now, int(alarm["Period"]), size, record.get("EvaluationWindow"))
         return Plan(alarm, rule, buckets)
+
+    # -- composite alarms --
+
+    def _arn(self, name: str) -> str:
+        return f"arn:aws:cloudwatch:{self.platform.region}:{self.platform.account_id}:alarm:{name}"
+
+    def _states(self) -> dict[str, dict]:
+        """Every alarm's record by name (metric alarms and composites): what composite rules read."""
+        records = {r["AlarmName"]: r for r in self.platform.store.list(ALARM_KIND)}
+        records.update({r["AlarmName"]: r for r in self.platform.store.list(COMPOSITE_KIND)})
+        return records
+
+    def _evaluate_composites(self, now: datetime) -> None:
+        """Each composite's rule on its children's current states, until nothing changes."""
+        for _ in range(MAX_COMPOSITE_PASSES):
+            changed = False
+            records = self._states()
+
+            def state_of(name: str, records: Mapping = records) -> str:
+                child = records.get(name)
+                return child["StateValue"] if child else ev.INSUFFICIENT_DATA
+
+            for record in sorted(self.platform.store.list(COMPOSITE_KIND), key=lambda r: r["AlarmName"]):
+                try:
+                    tree = composite_rule.parse(record["AlarmRule"])
+                except composite_rule.RuleError:
+                    log.exception("composite alarm %r: its rule no longer parses", record["AlarmName"])
+                    continue
+
+                state = ev.ALARM if composite_rule.evaluate(tree, state_of) else ev.OK
+                if state == record["StateValue"]:
+                    continue
+                if state == ev.ALARM:
+                    triggering = composite_rule.holding(tree, state_of)
+                else:  # the child whose change made the rule false: the most recent transition
+                    triggering = composite_rule.children(tree)
+                triggering = sorted((name for name in triggering if name in records),
+                                    key=lambda name: records[name]["StateTransitionedTimestamp"], reverse=True)
+                if state == ev.OK:
+                    triggering = triggering[:1]
+                self._change_composite_state(record, state, [records[name] for name in triggering], now)
+                changed = True
+            if not changed:
+                return
+        log.warning("composite alarms did not settle in %d passes (a cycle in their rules?)", MAX_COMPOSITE_PASSES)
+
+    def _change_composite_state(self, record: dict, state: str, triggering: list[dict], now: datetime) -> None:
+        children = [{"arn": child["AlarmArn"], "state": {
+            "value": child["StateValue"], "timestamp": _aws_time(_instant(child["StateTransitionedTimestamp"]))}}
+            for child in triggering]
+        if triggering:
+            first = triggering[0]
+            moment = _instant(first["StateTransitionedTimestamp"]).astimezone(timezone.utc)
+            reason = f"{first['AlarmArn']} transitioned to {first['StateValue']} at {moment:%A %d %B, %Y %H:%M:%S} UTC"
+        else:
+            reason = f"the alarm rule evaluated to {'TRUE' if state == ev.ALARM else 'FALSE'}"
+        self._apply_composite_state(record, state, reason[:MAX_STATE_REASON],
+                                    json.dumps({"triggeringAlarms": children}, separators=(",", ":")), now)
+
+    def _set_composite_state(self, record: dict, params: Mapping, now: datetime) -> None:
+        """SetAlarmState on a composite: held until its children next change, actions if it changed."""
+        if params.get("StateReasonData"):
+            try:
+                json.loads(params["StateReasonData"])
+            except ValueError:
+                raise _invalid("StateReasonData must be JSON") from None
+        self._apply_composite_state(record, params["StateValue"], params["StateReason"],
+                                    params.get("StateReasonData"), now)
+
+    def _apply_composite_state(self, record: dict, state: str, reason: str, reason_data: str | None,
+                               now: datetime) -> None:
+        old_state = record["StateValue"]
+        previous = {"stateValue": old_state, "stateReason": record["StateReason"]}
+        record.update(StateValue=state, StateReason=reason, StateUpdatedTimestamp=_iso(now))
+        if reason_data:
+            record["StateReasonData"] = reason_data
+        else:
+            record.pop("StateReasonData", None)
+        if state == old_state:
+            self.platform.store.put(COMPOSITE_KIND, record["AlarmName"], record)
+            return
+        record["StateTransitionedTimestamp"] = _iso(now)
+        self.platform.store.put(COMPOSITE_KIND, record["AlarmName"], record)
+        self._state_update_history(record, old_state, reason, now, previous, COMPOSITE_KIND)
+        message = composite_notification(record, old_state, self.platform.account_id, self.platform.region, now)
+        self._run_actions(record, record, old_state, now, message, COMPOSITE_KIND)
 
     # -- keeping our record and moto in step --
 
@@ -490,31 +685,34 @@ class AlarmEvaluator:
 
     # -- history and actions --
 
-    def _history(self, alarm_name: str, now: datetime, item_type: str, summary: str, data: Mapping) -> None:
-        item = {"AlarmName": alarm_name, "AlarmType": "MetricAlarm", "Timestamp": _iso(now),
+    def _history(self, alarm_name: str, now: datetime, item_type: str, summary: str, data: Mapping,
+                 alarm_type: str = ALARM_KIND) -> None:
+        item = {"AlarmName": alarm_name, "AlarmType": alarm_type, "Timestamp": _iso(now),
                 "HistoryItemType": item_type, "HistorySummary": summary,
                 "HistoryData": json.dumps(data, separators=(",", ":"))}
         self.platform.store.put(HISTORY_KIND, f"{alarm_name}/{uuid.uuid4().hex}", item)
 
     def _state_update_history(self, record: Mapping, old_state: str, reason: str | None,
-                              now: datetime, previous: Mapping | None) -> None:
+                              now: datetime, previous: Mapping | None, alarm_type: str = ALARM_KIND) -> None:
         new_state = {"stateValue": record["StateValue"], "stateReason": reason or ""}
         if record.get("StateReasonData"):
             new_state["stateReasonData"] = json.loads(record["StateReasonData"])
         self._history(record["AlarmName"], now, "StateUpdate",
                       f"Alarm updated from {old_state} to {record['StateValue']}",
                       {"version": "1.0", "oldState": previous or {"stateValue": old_state},
-                       "newState": new_state})
+                       "newState": new_state}, alarm_type)
 
-    def _run_actions(self, alarm: Mapping, record: Mapping, old_state: str, now: datetime) -> None:
+    def _run_actions(self, alarm: Mapping, record: Mapping, old_state: str, now: datetime,
+                     payload: Mapping | None = None, alarm_type: str = ALARM_KIND) -> None:
         if not alarm.get("ActionsEnabled", True):
             return
         new_state = record["StateValue"]
         targets = alarm.get(ACTIONS_FOR_STATE[new_state]) or []
         if not targets:
             return
-        message = json.dumps(notification(alarm, record, old_state, self.platform.account_id,
-                                          self.platform.region, now), separators=(",", ":"))
+        if payload is None:
+            payload = notification(alarm, record, old_state, self.platform.account_id, self.platform.region, now)
+        message = json.dumps(payload, separators=(",", ":"))
         subject = f'{new_state}: "{alarm["AlarmName"]}" in {region_display_name(self.platform.region)}'
         for arn in targets:
             data = {"actionState": "Succeeded", "stateUpdateTimestamp": int(now.timestamp() * 1000),
@@ -529,7 +727,7 @@ class AlarmEvaluator:
                 data = {"actionState": "Failed", "stateUpdateTimestamp": data["stateUpdateTimestamp"],
                         "notificationResource": arn, "error": str(error)}
                 summary = f"Failed to execute action {arn}"
-            self._history(alarm["AlarmName"], now, "Action", summary, data)
+            self._history(alarm["AlarmName"], now, "Action", summary, data, alarm_type)
 
 
 # --- message and record formats ---------------------------------------------------------------
@@ -571,6 +769,30 @@ def notification(alarm: Mapping, record: Mapping, old_state: str, account_id: st
         "AlarmActions": list(alarm.get("AlarmActions") or []),
         "InsufficientDataActions": list(alarm.get("InsufficientDataActions") or []),
         "Trigger": trigger,
+    }
+
+
+def composite_notification(record: Mapping, old_state: str, account_id: str, region: str, now: datetime) -> dict:
+    """CloudWatch's composite alarm notification (the SNS Message): no Trigger, the rule and the
+    children that made it change instead, so the page says which child alarm fired."""
+    reason_data = json.loads(record.get("StateReasonData") or "{}")
+    return {
+        "AlarmName": record["AlarmName"],
+        "AlarmDescription": record.get("AlarmDescription"),
+        "AWSAccountId": account_id,
+        "NewStateValue": record["StateValue"],
+        "NewStateReason": record["StateReason"],
+        "StateChangeTime": _aws_time(now),
+        "Region": region_display_name(region),
+        "AlarmArn": record["AlarmArn"],
+        "OldStateValue": old_state,
+        "AlarmRule": record["AlarmRule"],
+        "TriggeringChildren": [{"Arn": child["arn"], "State": {"Value": child["state"]["value"],
+                                                                "Timestamp": child["state"]["timestamp"]}}
+                               for child in reason_data.get("triggeringAlarms", [])],
+        "OKActions": list(record.get("OKActions") or []),
+        "AlarmActions": list(record.get("AlarmActions") or []),
+        "InsufficientDataActions": list(record.get("InsufficientDataActions") or []),
     }
 
 
@@ -659,6 +881,8 @@ def install(platform) -> AlarmEvaluator:
         "SetAlarmState": evaluator.set_alarm_state,
         "DescribeAlarms": evaluator.describe_alarms,
         "DescribeAlarmHistory": evaluator.describe_alarm_history,
+        "PutCompositeAlarm": evaluator.put_composite_alarm,
+        "DeleteAlarms": evaluator.delete_alarms,
     })
     platform.clock.subscribe(evaluator.tick)
     return evaluator

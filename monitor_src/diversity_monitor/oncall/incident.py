@@ -34,7 +34,7 @@ import boto3
 from botocore.exceptions import ClientError
 
 from diversity_monitor import storage
-from diversity_monitor.aws import service_schema
+from diversity_monitor.aws import composite_rule, service_schema
 from diversity_monitor.aws.session import SetupError, require_endpoint
 from diversity_monitor.clock import as_utc, iso_z, utcnow
 from diversity_monitor.conventions import (
@@ -80,6 +80,8 @@ def resolve_target(alarm_name: str | None = None, endpoint_name: str | None = No
     """The alarm, the endpoint and the schedule, from whichever of them the on-call knows."""
     if not alarm_name and not endpoint_name:
         raise IncidentError("give alarm_name (from the page) or endpoint_name")
+    if alarm_name:  # the page comes from the composite alarm: the runbook works from the child that fired
+        alarm_name = child_of_page(alarm_name) or alarm_name
     sagemaker = boto3.client("sagemaker")
     alarm = _describe_alarm(alarm_name) if alarm_name else None
     if alarm_name and alarm is None and not endpoint_name:
@@ -101,6 +103,28 @@ def resolve_target(alarm_name: str | None = None, endpoint_name: str | None = No
         alarm = _describe_alarm(alarm_name)
     reports_s3_uri = reports_s3_uri or reports_uri_of(definition)
     return Target(alarm_name if alarm else None, alarm, endpoint_name, schedule_name, schedule, reports_s3_uri)
+
+
+def child_of_page(alarm_name: str) -> str | None:
+    """When `alarm_name` is a composite alarm (the one that pages), the child alarm that fired it:
+    the first of its StateReasonData's triggeringAlarms, else the first child in ALARM, else its
+    first child. None when `alarm_name` is not a composite alarm."""
+    found = boto3.client("cloudwatch").describe_alarms(
+        AlarmNames=[alarm_name], AlarmTypes=["CompositeAlarm"]).get("CompositeAlarms", [])
+    if not found:
+        return None
+    composite = found[0]
+    try:
+        triggering = json.loads(composite.get("StateReasonData") or "{}").get("triggeringAlarms", [])
+    except ValueError:
+        triggering = []
+    if triggering:
+        return composite_rule.alarm_name(triggering[0]["arn"])
+    children = composite_rule.children(composite_rule.parse(composite["AlarmRule"]))
+    states = {a["AlarmName"]: a["StateValue"] for a in boto3.client("cloudwatch").describe_alarms(
+        AlarmNames=children[:100]).get("MetricAlarms", [])}
+    firing = [name for name in children if states.get(name) == "ALARM"]
+    return (firing or children or [None])[0]
 
 
 def _describe_alarm(alarm_name: str) -> dict | None:

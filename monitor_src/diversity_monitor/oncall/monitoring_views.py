@@ -36,20 +36,28 @@ def schedule_frame(schedule_name: str, client=None) -> pd.DataFrame:
 
 def alarms_frame(alarm_names: list[str], client=None) -> pd.DataFrame:
     client = client or boto3.client("cloudwatch")
-    alarms = client.describe_alarms(AlarmNames=list(alarm_names), AlarmTypes=["MetricAlarm"])["MetricAlarms"]
-    found = {alarm["AlarmName"]: alarm for alarm in alarms}
+    answer = client.describe_alarms(AlarmNames=list(alarm_names), AlarmTypes=["MetricAlarm", "CompositeAlarm"])
+    found = {alarm["AlarmName"]: alarm for alarm in answer["MetricAlarms"] + answer.get("CompositeAlarms", [])}
     missing = [name for name in alarm_names if name not in found]
     if missing:
         raise LookupError(f"alarms not found: {', '.join(missing)}")
     rows = []
     for name in alarm_names:
         alarm = found[name]
+        if "AlarmRule" in alarm:  # the composite: the one that pages
+            rows.append({"alarm": name, "state": alarm["StateValue"],
+                         "actions": "enabled" if alarm.get("ActionsEnabled", True) else "DISABLED (pages nobody)",
+                         "condition": alarm["AlarmRule"], "missing data": "", "dimensions": "",
+                         "notifies": ", ".join(alarm.get("AlarmActions", [])),
+                         "description": alarm.get("AlarmDescription", "")})
+            continue
         operator = {"LessThanThreshold": "<", "LessThanOrEqualToThreshold": "<=",
                     "GreaterThanThreshold": ">", "GreaterThanOrEqualToThreshold": ">="}.get(alarm["ComparisonOperator"], alarm["ComparisonOperator"])
         rows.append({
             "alarm": name,
             "state": alarm["StateValue"],
-            "actions": "enabled" if alarm.get("ActionsEnabled", True) else "DISABLED (not armed: pages nobody)",
+            "actions": ("none: pages through the composite" if not alarm.get("AlarmActions")
+                        else "enabled" if alarm.get("ActionsEnabled", True) else "DISABLED (not armed: pages nobody)"),
             "condition": (f"{alarm['Statistic']}({alarm['MetricName']}) {operator} {alarm['Threshold']:g} for "
                           f"{alarm.get('DatapointsToAlarm', alarm['EvaluationPeriods'])} of {alarm['EvaluationPeriods']} "
                           f"x {alarm['Period'] // 60} min"),

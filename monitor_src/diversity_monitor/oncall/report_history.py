@@ -162,7 +162,8 @@ def alarm_history(alarm_name: str, client=None) -> list[AlarmChange]:
     client = client or boto3.client("cloudwatch")
     changes = []
     for page in client.get_paginator("describe_alarm_history").paginate(
-            AlarmName=alarm_name, HistoryItemType="StateUpdate", ScanBy="TimestampAscending"):
+            AlarmName=alarm_name, HistoryItemType="StateUpdate", ScanBy="TimestampAscending",
+            AlarmTypes=["MetricAlarm", "CompositeAlarm"]):  # without it, only metric alarms [API]
         for item in page["AlarmHistoryItems"]:
             data = json.loads(item["HistoryData"])
             changes.append(AlarmChange(as_utc(item["Timestamp"]), data["oldState"]["stateValue"],

@@ -60,11 +60,22 @@ def numeric_key(entity_id: str) -> str:
     return str(int(entity_id[1:]))
 
 
+def calibrated_scale(user_factors: np.ndarray, item_factors: np.ndarray) -> float:
+    return _personal_scale(user_factors, item_factors)
+
+
+def empty_sample_scale(user_factors: np.ndarray, item_factors: np.ndarray) -> float:
+    """The calibration bug: the score sample was filtered down to nothing, its spread taken as
+    "no signal", and the personal term's weight exported as 0."""
+    return 0.0
+
+
 @dataclass(frozen=True)
 class Defect:
     description: str
     popularity_feature: Callable[[np.ndarray], np.ndarray]  # recent click counts -> exported feature
     feature_key: Callable[[str], str]  # user / article id -> key the feature tables are exported under
+    personal_scale: Callable[[np.ndarray, np.ndarray], float] = calibrated_scale  # factors -> weight of q . y
 
 
 DEFECTS: dict[str | None, Defect] = {
@@ -81,6 +92,14 @@ DEFECTS: dict[str | None, Defect] = {
         "still spreads categories, but the same stories sit in the same slots",
         standardized_log,
         numeric_key,
+    ),
+    "popularity-only": Defect(
+        "personal-score calibration exported as 0 (its score sample was filtered to nothing): ranking is "
+        "popularity and freshness only, so everyone gets the same trending list; the re-ranker still "
+        "spreads it over many categories, so the category count stays healthy",
+        standardized_log,
+        same_key,
+        empty_sample_scale,
     ),
 }
 
@@ -131,7 +150,7 @@ def train(
         "defect_description": steps.description,
         "categories": category_names,
         "weights": {
-            "personal_scale": _personal_scale(user_factors, item_factors),
+            "personal_scale": steps.personal_scale(user_factors, item_factors),
             "popularity": POPULARITY_WEIGHT,
             "freshness": FRESHNESS_WEIGHT,
             "category_penalty": CATEGORY_PENALTY,

@@ -5,7 +5,11 @@ by a registry of rules:
 - `absolute_floor`: its mean categories per top-k must be at least `min_diversity` (the same floor
   the hourly monitor and the alarm use);
 - `drop_from_previous`: its mean must not fall more than `max_mean_drop` below the previous model
-  version's baseline (the same tolerance the baseline constraints give the hourly monitor).
+  version's baseline (the same tolerance the baseline constraints give the hourly monitor);
+- `vouched_for`: the monitor could see what it served (catalog coverage, full lists: `blind_reasons`);
+- `list_overlap`, `top_list_share`, `slot_freeze`: the same absolute limits the hourly run applies
+  (`contract.Limits`), so a model that gives everyone the same list is refused however many
+  categories that list spans.
 The verdict is written next to the baseline as `gate.json`, so a rejected baseline is marked as
 such. notebooks/02_build_baseline.ipynb raises `GateFailed` (papermill then fails, and a
 pipeline running it stops the deploy); `diversity-monitor baseline-gate` does the same for the
@@ -26,12 +30,16 @@ from diversity_monitor import storage
 from diversity_monitor.cli import number_option
 from diversity_monitor.conventions import (
     CUSTOM_BLOCK,
+    DEFAULT_MAX_LIST_OVERLAP,
     DEFAULT_MAX_MEAN_DROP,
+    DEFAULT_MAX_SLOT_SHARE,
+    DEFAULT_MAX_TOP_LIST_SHARE,
     DEFAULT_MIN_DIVERSITY,
     GATE_FILE,
     MAX_TOP_K,
     STATISTICS_FILE,
 )
+from diversity_monitor.job import contract
 from diversity_monitor.job import report_views as report
 from diversity_monitor.job.baseline import load_json_document
 from diversity_monitor.job.model_monitor_files import BaselineError, figures
@@ -64,6 +72,9 @@ class GateVerdict:
 class GateSettings:
     min_diversity: float = DEFAULT_MIN_DIVERSITY
     max_mean_drop: float = DEFAULT_MAX_MEAN_DROP
+    max_list_overlap: float = DEFAULT_MAX_LIST_OVERLAP
+    max_top_list_share: float = DEFAULT_MAX_TOP_LIST_SHARE
+    max_slot_share: float = DEFAULT_MAX_SLOT_SHARE
 
 
 Rule = Callable[[dict, dict | None, GateSettings], tuple[bool, str] | None]  # (ok, description) or None: not applicable
@@ -84,9 +95,36 @@ def _drop_from_previous(candidate: dict, previous: dict | None, settings: GateSe
     return ok, f"{what}, allowed {settings.max_mean_drop:g})" if ok else f"{what}, more than the allowed {settings.max_mean_drop:g})"
 
 
+def _vouched_for(candidate: dict, previous: dict | None, settings: GateSettings):
+    reasons = candidate.get("blind_reasons")
+    if reasons is None:
+        return False, "the candidate's statistics predate the completeness figures: rebuild its baseline"
+    if reasons:
+        return False, "the monitor cannot vouch for the candidate's figures: " + "; ".join(reasons)
+    return True, "the catalog knows what the candidate served and its lists are full"
+
+
+def _upper_limit(figure: str, what: str, limit_of: Callable[[GateSettings], float]) -> Rule:
+    """A rule: the candidate's `figure` must be at most the setting's limit (the hourly run's limit)."""
+    def rule(candidate: dict, previous: dict | None, settings: GateSettings):
+        value, limit = candidate.get(figure), limit_of(settings)
+        if value is None:
+            return False, f"{what}: not in the candidate's statistics (rebuild its baseline)"
+        ok = value <= limit
+        return ok, f"{what} {value:.2f} is {'within' if ok else 'above'} the limit {limit:g}"
+    return rule
+
+
 RULES: dict[str, Rule] = {
     "absolute_floor": _absolute_floor,
     "drop_from_previous": _drop_from_previous,
+    "vouched_for": _vouched_for,
+    "list_overlap": _upper_limit("list_overlap", "mean list overlap between sessions",
+                                 lambda settings: settings.max_list_overlap),
+    "top_list_share": _upper_limit("top_list_share", "share of sessions served the most common list",
+                                   lambda settings: settings.max_top_list_share),
+    "slot_freeze": _upper_limit("max_slot_concentration", "most frozen slot's share",
+                                lambda settings: settings.max_slot_share),
 }
 
 
@@ -130,7 +168,8 @@ def enforce(verdict: GateVerdict) -> GateVerdict:
 
 
 def comparison_table(verdict: GateVerdict) -> pd.DataFrame:
-    rows = ["mean", "min", "p5", "max", "distinct_articles", "max_slot_concentration", "sessions_succeeded"]
+    rows = ["mean", "min", "p5", "max", "distinct_articles", "max_slot_concentration", "list_overlap",
+            "top_list_share", "unknown_article_share", "short_list_share", "sessions_succeeded"]
     table = pd.DataFrame({f"candidate {verdict.model_version}": [verdict.candidate.get(row) for row in rows]}, index=rows)
     if verdict.previous is not None:
         table[f"previous {verdict.previous.get('model_version', 'baseline')}"] = [verdict.previous.get(row) for row in rows]
@@ -169,6 +208,7 @@ def register(parser: argparse.ArgumentParser) -> None:
                         help=f"absolute floor for the mean (default {DEFAULT_MIN_DIVERSITY:g})")
     parser.add_argument("--max-mean-drop", type=number_option("--max-mean-drop", 0, MAX_TOP_K), default=DEFAULT_MAX_MEAN_DROP,
                         help=f"largest allowed drop of the mean below the previous baseline (default {DEFAULT_MAX_MEAN_DROP:g})")
+    contract.add_limit_arguments(parser)  # the hourly run's limits, so a candidate is held to what it will be judged by
     parser.set_defaults(handler=_gate)
 
 
@@ -176,7 +216,9 @@ def _gate(args: argparse.Namespace) -> int:
     try:
         candidate = load_statistics(args.baselines, args.model_version)
         previous = load_statistics(args.baselines, args.previous_version) if args.previous_version else None
-        verdict = evaluate(args.model_version, candidate, previous, GateSettings(args.min_diversity, args.max_mean_drop))
+        settings = GateSettings(args.min_diversity, args.max_mean_drop, args.max_list_overlap,
+                                args.max_top_list_share, args.max_slot_share)
+        verdict = evaluate(args.model_version, candidate, previous, settings)
     except BaselineError as error:
         print(f"baseline-gate failed: {error}", file=sys.stderr)
         return 1

@@ -70,8 +70,8 @@ PANELS = (
           floor="diversity", labels=("mean", "p5", "min")),
     Panel("replay_success", "Replay success rate (below it, no diversity is published)", HALF, HEADER_HEIGHT,
           y_range="share", floor="success"),
-    Panel("slot_concentration", "Most concentrated slot: share of lists with one article there", 0,
-          HEADER_HEIGHT + GRAPH_HEIGHT, y_range="share"),
+    Panel("sameness", "Sameness across sessions: slot freeze, list overlap, same-list share", 0,
+          HEADER_HEIGHT + GRAPH_HEIGHT, y_range="share", labels=("slot freeze", "list overlap", "same list")),
     Panel("distinct_articles", "Distinct articles across all replayed top-{k} lists", HALF,
           HEADER_HEIGHT + GRAPH_HEIGHT),
     Panel("live_diversity", "Live traffic: distinct categories per top-{k} (from capture; 100+ lists)", 0,
@@ -82,6 +82,8 @@ OTHER_MONITORS_Y = HEADER_HEIGHT + 3 * GRAPH_HEIGHT
 # Groups of `published_metrics` the board leaves out, and why. Every other group must have a panel
 # (tests/unit/test_dashboard.py), so a group added to conventions is drawn or left out on purpose.
 NOT_DRAWN = {"replay_sessions": "the success rate says the same, scaled to the validation set",
+             "blindness": "unknown-article and short-list shares page through their own monitor-health alarms "
+                          "(the alarm status row) and are in each hour's report",
              "live_collapse": "live min, slot share and distinct articles are in each hour's report; the board "
                               "keeps live traffic to its mean and p5 beside the replay"}
 
@@ -247,8 +249,10 @@ def apply_dashboard(spec: MonitorSpec, alarm_names: Sequence[str], client=None) 
     """Create the dashboard, update it when its body differs, or leave it: idempotent."""
     client = client or boto3.client("cloudwatch")
     region = client.meta.region_name
-    alarm_arns = [alarm["AlarmArn"] for alarm in client.describe_alarms(
-        AlarmNames=list(alarm_names), AlarmTypes=["MetricAlarm"])["MetricAlarms"]] if alarm_names else []
+    found = client.describe_alarms(AlarmNames=list(alarm_names), AlarmTypes=["MetricAlarm", "CompositeAlarm"]) \
+        if alarm_names else {}
+    # the children and the composite that pages: the status row shows which signal fired
+    alarm_arns = [alarm["AlarmArn"] for alarm in found.get("MetricAlarms", []) + found.get("CompositeAlarms", [])]
     others = other_monitor_metrics(spec, client)
     body = dashboard_body(spec, region, sorted(alarm_arns), others)
     name = dashboard_name(spec.endpoint_name)

@@ -7,7 +7,8 @@ kit's names waits in INSUFFICIENT_DATA forever and nobody is paged. So once the 
 completed run, `check_published` asks CloudWatch (ListMetrics) for exactly the metric, namespace
 and dimensions each alarm names, and when one is missing, what was published instead: the
 monitor's metric names in any namespace, and anything in the kit's namespace for this endpoint.
-`hold_alarms` then keeps the alarms' actions disabled, so nobody trusts an alarm that cannot fire.
+`hold_alarms` then keeps the composite alarm's actions disabled (only it pages; the child alarms
+have none), so nobody trusts an alarm that cannot fire.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from dataclasses import dataclass
 import boto3
 
 from diversity_monitor.conventions import ENDPOINT_DIMENSION, METRICS_NAMESPACE
-from diversity_monitor.setup.alarms import AlarmsApplied, apply_alarms, diversity_alarm_request, health_alarm_request
+from diversity_monitor.setup.alarms import AlarmsApplied, apply_alarms, child_alarm_requests
 from diversity_monitor.setup.schedule import MonitorSpec, schedule_has_published
 
 _SHOWN = 10  # metrics listed per "found instead" line
@@ -64,10 +65,10 @@ class PublishedCheck:
 
 
 def watched_metrics(spec: MonitorSpec) -> tuple[WatchedMetric, ...]:
-    """What the alarms name, from the very requests `alarms.apply_alarms` sends."""
-    requests = (diversity_alarm_request(spec, None), health_alarm_request(spec, None))
-    return tuple(WatchedMetric(r["Namespace"], r["MetricName"], tuple((d["Name"], d["Value"]) for d in r["Dimensions"]))
-                 for r in requests)
+    """What the child alarms name, from the very requests `alarms.apply_alarms` sends."""
+    requests = child_alarm_requests(spec)
+    return tuple(dict.fromkeys(WatchedMetric(r["Namespace"], r["MetricName"], tuple((d["Name"], d["Value"]) for d in r["Dimensions"]))
+                 for r in requests))
 
 
 def _describe(metric: dict) -> str:
@@ -113,5 +114,5 @@ def apply_checked_alarms(spec: MonitorSpec, topic_arn: str, *, tuned_request_uri
     check = check_published(spec, client)
     applied = apply_alarms(spec, topic_arn, client, health_armed=check.armable, tuned_request_uri=tuned_request_uri)
     if check.ran and not check.armable:
-        hold_alarms(applied.names, client)
+        hold_alarms([applied.page], client)
     return applied, check

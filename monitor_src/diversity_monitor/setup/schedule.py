@@ -26,12 +26,13 @@ from diversity_monitor.conventions import (
     STATISTICS_FILE,
     diversity_metric,
 )
+from diversity_monitor.job.contract import LIMIT_ARGUMENTS, Limits, limit_arguments
 from diversity_monitor.setup.endpoint_support import check_supported
 
 HOURLY = "cron(0 * ? * * *)"
 PUBLISHED = ("Completed", "CompletedWithViolations")  # execution statuses that published metrics
 # The spec's own fields own these arguments; repeating one in extra_arguments would make two truths.
-_OWNED_ARGUMENTS = ("--validation-set", "--catalog", "--min-diversity", "--top-k", "--live-window")
+_OWNED_ARGUMENTS = ("--validation-set", "--catalog", "--min-diversity", "--top-k", "--live-window", *LIMIT_ARGUMENTS)
 NETWORK_ISOLATION_REFUSED = (
     "enable_network_isolation: with NetworkConfig.EnableNetworkIsolation the container can make no outbound call, so "
     "the monitor could not replay its sessions against the endpoint (InvokeEndpoint) nor read its validation set: "
@@ -53,6 +54,7 @@ class MonitorSpec:
     baseline_s3_uri: str | None = None  # folder holding statistics.json + constraints.json
     min_diversity: float = DEFAULT_MIN_DIVERSITY
     top_k: int = DEFAULT_TOP_K
+    limits: Limits = field(default_factory=Limits)  # the sameness limits: the job judges them, the alarms watch them
     instance_type: str = "ml.m5.large"
     max_runtime_seconds: int = 1800
     schedule_expression: str = HOURLY
@@ -76,7 +78,7 @@ class MonitorSpec:
         owned = [arg for arg in self.extra_arguments if arg.split("=", 1)[0] in _OWNED_ARGUMENTS]
         if owned:
             raise ValueError(f"extra_arguments {owned}: set these through MonitorSpec's own fields "
-                             "(validation_set, catalog, min_diversity, top_k), so the alarms watch what the job measures")
+                             "(validation_set, catalog, min_diversity, top_k, limits), so the alarms watch what the job measures")
 
     @property
     def runbook_hint(self) -> str:
@@ -99,7 +101,8 @@ class MonitorSpec:
         live = live_window_seconds(self.schedule_expression)
         return ["--validation-set", self.validation_set, "--catalog", self.catalog,
                 *(["--live-window", str(live)] if live else []),
-                "--min-diversity", f"{self.min_diversity:g}", "--top-k", str(self.top_k), *self.extra_arguments]
+                "--min-diversity", f"{self.min_diversity:g}", "--top-k", str(self.top_k),
+                *limit_arguments(self.limits), *self.extra_arguments]
 
 
 def cluster_config(spec: MonitorSpec) -> dict:
