@@ -99,7 +99,9 @@ def metric(name: str, namespace: str = METRICS_NAMESPACE, **dimensions: str) -> 
 def test_alarms_are_armed_only_when_what_they_watch_is_published():
     cloudwatch = client("cloudwatch")
     watched = published_metrics.watched_metrics(SPEC)
-    assert [m.name for m in watched] == ["top10_category_diversity_mean", "replay_success_rate"]
+    # Every child alarm's metric, once each: the floor, the monitor's health, sameness and blindness.
+    assert [m.name for m in watched][:2] == ["top10_category_diversity_mean", "replay_success_rate"]
+    assert {"top10_list_overlap"} <= {m.name for m in watched} and len(watched) == len(set(watched)) >= 6
     with Stubber(cloudwatch) as stubber:
         for item in watched:
             stubber.add_response("list_metrics", {"Metrics": [metric(item.name, **dict(item.dimensions))]})
@@ -111,11 +113,13 @@ def test_missing_metrics_hold_the_alarms_and_say_what_was_published_instead():
     cloudwatch = client("cloudwatch")
     elsewhere = metric("top10_category_diversity_mean", "/aws/sagemaker/Endpoints/data-metric",
                        EndpointName="recommender-prod", ScheduleName="recommender-diversity-hourly")
+    watched = published_metrics.watched_metrics(SPEC)
     with Stubber(cloudwatch) as stubber:
-        stubber.add_response("list_metrics", {"Metrics": []})  # the diversity metric, as the alarm names it
-        stubber.add_response("list_metrics", {"Metrics": []})  # the success rate
-        stubber.add_response("list_metrics", {"Metrics": [elsewhere]}, {"MetricName": "top10_category_diversity_mean"})
-        stubber.add_response("list_metrics", {"Metrics": []}, {"MetricName": "replay_success_rate"})
+        for _ in watched:  # each metric as its alarm names it: none published there
+            stubber.add_response("list_metrics", {"Metrics": []})
+        for item in watched:  # then each name anywhere: the diversity mean turns up elsewhere
+            found = [elsewhere] if item.name == "top10_category_diversity_mean" else []
+            stubber.add_response("list_metrics", {"Metrics": found}, {"MetricName": item.name})
         stubber.add_response("list_metrics", {"Metrics": []}, {
             "Namespace": METRICS_NAMESPACE, "Dimensions": [{"Name": "Endpoint", "Value": "recommender-prod"}]})
         check = published_metrics.check_published(SPEC, cloudwatch, ran=True)
