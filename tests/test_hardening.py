@@ -238,7 +238,7 @@ def test_every_numeric_option_is_range_checked():
     (["alarm-backtest", "--threshold", "nan"], "--threshold must be a finite number"),
     (["baseline-gate", "--min-diversity", "-3"], "--min-diversity must be between 0 and"),
     (["demo", "--sessions", "100000000"], "--sessions must be between 1 and"),
-    (["local", "up", "--port", "70000"], "--port must be between 1 and 65535"),
+    (["local", "up", "--port", "70000"], "--port must be between 0 and 65535"),
     (["recommender", "generate", "--articles", "0"], "--articles must be between 1 and"),
 ])
 def test_numeric_options_out_of_range_are_clear_errors(argv, expected, capsys):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import urllib.request
+import uuid
 
 import boto3
 
@@ -11,11 +12,12 @@ from diversity_monitor import storage
 
 def test_on_a_custom_endpoint_the_link_is_the_object_presigned(aws_env):
     s3 = boto3.client("s3")
-    s3.create_bucket(Bucket="recs-monitor", CreateBucketConfiguration={"LocationConstraint": "eu-west-1"})
-    s3.put_object(Bucket="recs-monitor", Key="reports/e/s/2027/10/31/10/report.html", Body=b"<!doctype html><p>r</p>",
+    bucket = f"recs-links-{uuid.uuid4().hex[:8]}"  # the moto server is shared with other tests
+    s3.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": "eu-west-1"})
+    s3.put_object(Bucket=bucket, Key="reports/e/s/2027/10/31/10/report.html", Body=b"<!doctype html><p>r</p>",
                   ContentType="text/html")
-    link = storage.browser_url("s3://recs-monitor/reports/e/s/2027/10/31/10/report.html")
-    assert link.startswith(f"{aws_env}/recs-monitor/reports/e/s/2027/10/31/10/report.html?")
+    link = storage.browser_url(f"s3://{bucket}/reports/e/s/2027/10/31/10/report.html")
+    assert link.startswith(f"{aws_env}/{bucket}/reports/e/s/2027/10/31/10/report.html?")
     assert "X-Amz-Signature=" in link and "testing" not in link.split("X-Amz-Credential=")[0]
     with urllib.request.urlopen(link, timeout=10) as page:  # a browser's GET: no AWS credentials of its own
         assert page.read() == b"<!doctype html><p>r</p>"

@@ -62,7 +62,8 @@ def register(parser: argparse.ArgumentParser) -> None:
         help=f"where the stack keeps its state (default {DEFAULT_STATE_DIR}); a demo's or drill's "
              "`.local-stack` brings that run back",
     )
-    up.add_argument("--port", type=whole_option("--port", 1, 65535), default=DEFAULT_PORT, help=f"gateway port on 127.0.0.1 (default {DEFAULT_PORT})")
+    up.add_argument("--port", type=whole_option("--port", 0, 65535), default=DEFAULT_PORT,
+                    help=f"gateway port on 127.0.0.1 (default {DEFAULT_PORT}; 0 takes a free one)")
     up.add_argument("--region", default=DEFAULT_REGION, help=f"region in ARNs and clients (default {DEFAULT_REGION})")
     up.add_argument(
         "--simulated-clock", metavar="INSTANT", default=None,
