@@ -155,6 +155,45 @@ def test_aws_documented_lines(tmp_path):
     assert stats.accumulator.diversity().histogram[2] == 1  # a1 sport, a3 science
 
 
+def test_fields_the_monitor_does_not_read_take_any_json_value_and_capture_stats_names_the_shapes(tmp_path):
+    """customAttributes as AWS's LLM-monitoring example types it (a list of strings), or any other
+    JSON value; eventId absent; observedContentType a number: every record still counts, and
+    capture-stats says which shapes it met. A field the monitor reads still has to be readable."""
+    record = json.loads(AWS_BASE64_LINE)
+
+    def edited(edit) -> str:
+        copy = json.loads(AWS_BASE64_LINE)
+        edit(copy)
+        return json.dumps(copy)
+
+    lines = [
+        AWS_BASE64_LINE,
+        edited(lambda r: r["eventMetadata"].update(customAttributes=["tenant=eu", "ab=7"])),
+        edited(lambda r: r["eventMetadata"].update(customAttributes={"tenant": "eu"})),
+        edited(lambda r: r["eventMetadata"].update(customAttributes=7)),
+        edited(lambda r: r["eventMetadata"].pop("eventId")),
+        edited(lambda r: r["captureData"]["endpointInput"].update(observedContentType=1)),
+        edited(lambda r: r["eventMetadata"].update(inferenceId=["not", "readable"])),  # read: still refused
+    ]
+    assert parse_line(lines[1]).custom_attributes == ["tenant=eu", "ab=7"]
+    hour = tmp_path / ENDPOINT / VARIANT / "2022/02/14/17"
+    hour.mkdir(parents=True)
+    (hour / "25-06-000-2f1b.jsonl").write_text("\n".join(lines) + "\n")
+    stats = live_diversity(str(tmp_path), CATALOG)
+    assert (stats.records_read, stats.malformed.count, stats.live_lists) == (6, 1, 6)
+    assert "eventMetadata.inferenceId is a list" in stats.malformed.entries[0][2]
+    assert stats.to_dict()["other_field_shapes"] == {
+        "captureData.endpointInput.observedContentType: a number": 1,
+        "eventMetadata.customAttributes: a number": 1,
+        "eventMetadata.customAttributes: a list": 1,
+        "eventMetadata.customAttributes: an object": 1,
+    }
+    assert record["eventMetadata"]["customAttributes"]  # the unedited line's string is the usual shape: not listed
+    result = run_cli(str(tmp_path / ENDPOINT), "--catalog", write_catalog(tmp_path / "catalog.csv"))
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["other_field_shapes"]["eventMetadata.customAttributes: a list"] == 1
+
+
 def test_key_layout_and_flushing(tmp_path):
     w = writer(f"{tmp_path}/capture/", flush_at_records=3)
     first = T0 + timedelta(minutes=5, seconds=9, milliseconds=87)
@@ -239,7 +278,7 @@ def test_malformed_lines_are_counted_with_file_and_line(tmp_path):
         2: ("invalid-json", good[: len(good) // 2]),  # truncated
         3: ("bad-base64", variant(lambda r: r["captureData"]["endpointInput"].update(encoding="BASE64", data="not*base64!"))),
         4: ("unknown-encoding", variant(lambda r: r["captureData"]["endpointOutput"].update(encoding="GZIP"))),
-        5: ("missing-field", variant(lambda r: r["eventMetadata"].pop("eventId"))),
+        5: ("missing-field", variant(lambda r: r["eventMetadata"].pop("inferenceTime"))),
         6: ("missing-field", variant(lambda r: r["captureData"]["endpointOutput"].pop("data"))),
         7: ("empty-line", ""),
         8: ("not-an-object", "[1, 2]"),
@@ -495,8 +534,9 @@ def test_capture_stats_command(tmp_path):
 
 
 class _ListingDropsConnection(BaseHTTPRequestHandler):
-    """An S3 endpoint that answers HeadBucket and the folder listing (a variant with a year folder)
-    but drops the connection on the object listing: a network failure in the middle of a listing."""
+    """An S3 endpoint that answers the source probe (a one-key listing) and the folder listing (a variant
+    with a year folder) but drops the connection on the object listing: a network failure in the middle
+    of a listing."""
 
     def do_HEAD(self):
         self.send_response(200)
@@ -504,7 +544,7 @@ class _ListingDropsConnection(BaseHTTPRequestHandler):
         self.end_headers()
 
     def do_GET(self):
-        if "delimiter=" not in self.path:
+        if "delimiter=" not in self.path and "max-keys=1" not in self.path:
             self.close_connection = True  # no response at all
             return
         body = (b'<?xml version="1.0" encoding="UTF-8"?><ListBucketResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/">'

@@ -63,6 +63,10 @@ def context(arguments=(), **env) -> MonitoringContext:
     (["--concurrency", "2", "--replay-processes", "3"], {}, "--replay-processes 3 is more than --concurrency 2: "
                                                           "each process needs at least one call in flight"),
     (["--replay-processes", "0"], {}, "--replay-processes must be between 1 and 64, got 0"),
+    (["--capture-s3-uri", "s3://recs-capture/datacapture"], {"dataset_source": "/opt/ml/processing/input/endpoint"},
+     "--capture-s3-uri and dataset_source were both given"),
+    (["--capture-s3-uri", "s3://recs-capture/datacapture"], {"dataset_source": None, "end_time": None, "start_time": None},
+     "needs an s3:// URI and environment variable end_time"),
 ])
 def test_bad_arguments_are_named(arguments, env, problem):
     with pytest.raises(ContractError) as raised:
@@ -93,6 +97,15 @@ def test_the_run_records_documented_variables_and_arguments_only():
     assert parameters["platform_environment"] == {key: env[key] for key in contract.PLATFORM_ENV if key in env}
     assert parameters["container_arguments"] == [*BASE, "--top-k", "10"]
     assert MonitoringContext.from_parameters(parameters) == ctx  # the notebook rebuilds exactly this context
+
+
+def test_a_plain_job_reads_the_window_model_monitor_would_stage_from_the_capture_location():
+    """The period plus ANALYSIS_WINDOW_EXTRA_HOURS, as setup/schedule.analysis_window_config gives Model Monitor."""
+    plain = context(["--put-metric-data", "--capture-s3-uri", "s3://recs-capture/datacapture/", "--live-window", "3600"],
+                    publish_cloudwatch_metrics=None, dataset_source=None, start_time=None)
+    assert plain.capture_source == "s3://recs-capture/datacapture/recs-prod/"
+    assert (plain.start_time.isoformat(), plain.end_time.isoformat()) == ("2027-10-31T06:00:00+00:00", "2027-10-31T09:00:00+00:00")
+    assert MonitoringContext.from_parameters(plain.to_parameters()) == plain
 
 
 def test_output_hour_folder_is_the_utc_hour_of_end_time(tmp_path):

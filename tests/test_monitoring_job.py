@@ -40,6 +40,7 @@ from helpers.container import (
     upload_outputs,
 )
 from helpers.job_env import ARGS, BUCKET, HEALTHY_CONFIG, HEALTHY_MODEL, ROLE, SESSIONS, create_endpoint
+from helpers.permissions import assert_role_permits
 from helpers.runtime_server import RuntimeServer, catalog_rows
 
 # Each test sees only its own calls (the flaky and throttled endpoints count calls per user).
@@ -66,10 +67,12 @@ def assert_no_invalid_call(audit: list[dict]) -> None:
     assert not invalid, invalid
 
 
-def assert_every_call_valid(audit: list[dict], expected_operations: set[str]) -> None:
+def assert_every_call_valid(audit: list[dict], expected_operations: set[str], role: str = "job") -> None:
+    """Valid against the service model, and allowed by `role`'s IAM policy (setup/permissions.py)."""
     assert audit, "no botocore calls were audited"
     assert_no_invalid_call(audit)
     assert expected_operations <= {record["operation"] for record in audit}
+    assert_role_permits(role, audit)
 
 
 def completed_run(run, message: str, s3_prefix: str, operations: set[str] = frozenset({"InvokeEndpoint"})):
@@ -257,7 +260,7 @@ def test_baseline_command_then_run_against_it(stack_env, tmp_path):
     assert again.returncode == 1 and "already exists" in again.stderr  # a baseline is never replaced silently
     assert "Traceback" not in again.stderr
     assert_every_call_valid(read_audit(audit_file), {"InvokeEndpoint", "GetObject", "PutObject", "HeadObject",
-                                                     "DescribeEndpoint", "DescribeEndpointConfig"})
+                                                     "DescribeEndpoint", "DescribeEndpointConfig"}, role="data-scientist")
     # The platform stages the baseline under /opt/ml/processing/baseline/...
     job = tmp_path / "job"
     s3 = boto3.client("s3")

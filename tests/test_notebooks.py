@@ -28,9 +28,10 @@ from diversity_monitor.aws.dashboard_body import body_problems
 from diversity_monitor.demo.scenario import CAPTURE_BUCKET, ENDPOINT, MONITOR_BUCKET, SCHEDULE, VARIANT
 from diversity_monitor.job.metrics_file import metric_values
 from diversity_monitor.job.model_monitor_files import diversity_feature
-from diversity_monitor.setup import dashboard, deployment
+from diversity_monitor.setup import dashboard, deployment, permissions
 from helpers.notebooks import Executed, execute_notebook
 from helpers.paths import AUDIT_DIR, NOTEBOOKS, ROOT
+from helpers.permissions import assert_role_permits
 from helpers.stack import deployed_stack
 
 pytestmark = pytest.mark.slow
@@ -68,9 +69,13 @@ def run_notebook(stack: Stack, name: str, run: str, **parameters) -> Executed:
 
 
 def assert_calls_valid(executed: Executed, operations: set[str]) -> None:
+    """Valid against the service model, and allowed by the data scientist's IAM policy (setup/permissions.py)."""
     assert executed.audit, "the kernel made no audited botocore calls"
     assert not executed.invalid, executed.invalid
     assert operations <= executed.operations
+    assert_role_permits("data-scientist", executed.audit,
+                        processing_schedule_name="recommender-diversity-hourly-processing",
+                        scheduler_role_arn="arn:aws:iam::123456789012:role/diversity-monitor-scheduler")
 
 
 @contextmanager
@@ -250,6 +255,19 @@ def test_schedule_notebook_creates_the_hourly_schedule_with_the_baseline(schedul
     assert "cron(0 * ? * * *)" in first.text  # the schedule table the on-call sees
 
 
+def test_schedule_notebook_writes_each_roles_least_privilege_policy(schedule_runs):
+    first, _ = schedule_runs
+    folder = first.folder / "iam-policies"
+    written = {path.name: json.loads(path.read_text()) for path in folder.glob("iam-policy-*.json")}
+    assert set(written) == {f"iam-policy-{role}.json" for role in permissions.ROLES}
+    job = written["iam-policy-job.json"]
+    replay = next(s for s in job["Statement"] if "sagemaker:InvokeEndpoint" in s["Action"])
+    assert replay["Resource"] == [f"arn:aws:sagemaker:eu-west-1:123456789012:endpoint/{ENDPOINT}"]
+    listing = [s for s in job["Statement"] if s["Action"] == ["s3:ListBucket"]]
+    assert listing and all("s3:prefix" in s["Condition"]["StringLike"] for s in listing)
+    assert "metrics check: the schedule has no completed run yet" in first.text
+
+
 def test_schedule_notebook_creates_the_child_alarms_and_the_composite_that_pages(schedule_runs):
     first, second = schedule_runs
     described = boto3.client("cloudwatch").describe_alarms(AlarmNamePrefix=ENDPOINT,
@@ -423,6 +441,9 @@ def test_schedule_notebook_rerun_after_the_first_runs_arms_the_health_alarm(stac
     third = run_notebook(stack, "03_create_schedule_and_alarm.ipynb", "schedule-3", runbook_url=RUNBOOK_URL)
     assert third.error is None, third.error
     assert f"health alarm {ENDPOINT}-diversity-monitor-unhealthy ARMED" in third.text
+    # armed because ListMetrics found exactly what the alarms watch (setup/published_metrics.py)
+    assert "metrics check: every metric the alarms watch is published" in third.text
+    assert "ListMetrics" in third.operations
     health = boto3.client("cloudwatch").describe_alarms(
         AlarmNames=[f"{ENDPOINT}-diversity-monitor-unhealthy"])["MetricAlarms"][0]
     assert health["ActionsEnabled"] is True

@@ -46,6 +46,7 @@ from diversity_monitor.setup import dashboard, deployment
 from helpers.images import decode_png, line_row, series_rows
 from helpers.notebooks import Executed, execute_notebook
 from helpers.paths import AUDIT_DIR, RUNBOOKS
+from helpers.permissions import assert_role_permits
 from helpers.stack import deployed_stack
 
 pytestmark = pytest.mark.slow
@@ -212,6 +213,7 @@ def test_runbook_run_as_is_changes_nothing_and_says_what_it_would_do(drill):
     writes = {op for op in dry.operations if not op.startswith(READ_ONLY_PREFIXES)}
     assert writes == {"InvokeEndpoint"}, writes  # the on-demand replay is the only call that is not a read
     assert not dry.invalid, dry.invalid
+    assert_role_permits("oncall", dry.audit)
     assert {"DescribeAlarms", "DescribeAlarmHistory", "DescribeMonitoringSchedule", "ListObjectsV2",
             "DescribeEndpoint", "DescribeEndpointConfig", "InvokeEndpoint"} <= dry.operations
 
@@ -261,6 +263,7 @@ def test_confirmed_rollback_puts_the_endpoint_back_on_v1_blue_green(drill):
     assert "RECOVERED" in wet.text and "NOT RECOVERED" not in wet.text
     assert "UpdateEndpoint" in wet.operations
     assert not wet.invalid, wet.invalid
+    assert_role_permits("oncall", wet.audit)
 
 
 def test_next_scheduled_runs_are_healthy_and_the_alarm_clears(drill):
@@ -305,6 +308,7 @@ def test_failed_job_runbook_reruns_an_hour_with_a_one_off_schedule(drill):
     assert "STARTED: one-off schedule recommender-diversity-hourly-rerun-2027103106" in rerun.text
     assert "CreateMonitoringSchedule" in rerun.operations
     assert not rerun.invalid, rerun.invalid
+    assert_role_permits("oncall", rerun.audit)
     [execution] = drill["rerun_executions"].values()
     assert execution["MonitoringExecutionStatus"] == "Failed"
     assert execution["FailureReason"] == failed_run.NO_DATA
@@ -322,6 +326,7 @@ def test_failed_job_runbook_names_missing_capture(drill):
     assert "**QUIET**: QUIET ENDPOINT" in no_data.text and "diversity-monitor replay" in no_data.text
     assert "AllTraffic/2027/10/31/05/: 0 object(s)" in no_data.text
     assert not no_data.invalid, no_data.invalid
+    assert_role_permits("oncall", no_data.audit)
     assert {"ListMonitoringExecutions", "DescribeEndpoint", "ListObjectsV2", "InvokeEndpoint"} <= no_data.operations
 
 
@@ -334,6 +339,7 @@ def test_failed_job_runbook_names_a_missing_baseline(drill):
     assert "missing: s3://recs-monitor/baselines/v9/statistics.json, s3://recs-monitor/baselines/v9/constraints.json" in no_baseline.text
     assert "endpoint reachable" in no_baseline.text and "a test invocation returned 10 articles" in no_baseline.text
     assert not no_baseline.invalid, no_baseline.invalid
+    assert_role_permits("oncall", no_baseline.audit)
     assert {"DescribeProcessingJob", "HeadObject"} <= no_baseline.operations
 
 
@@ -348,3 +354,4 @@ def test_failed_job_runbook_finds_an_endpoint_that_is_down(drill):
     assert "LIKELY CAUSE: Endpoint unreachable or failing" in stalled.text
     assert "InService, but a test invocation failed" in stalled.text
     assert not stalled.invalid, stalled.invalid
+    assert_role_permits("oncall", stalled.audit)

@@ -23,6 +23,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "drill": ("diversity_monitor.demo.drill:register", "rehearse the incident: replay it up to the page and leave the local stack serving, for the on-call to walk the alarm runbook"),
     "capture-stats": ("diversity_monitor.oncall.capture_stats:register", "live-traffic diversity and malformed lines from data capture (S3 or folder)"),
     "alarm-backtest": ("diversity_monitor.oncall.alarm_backtest:register", "replay a metric's history through CloudWatch's alarm rules; sweep thresholds and M-of-N against incidents"),
+    "policy": ("diversity_monitor.setup.permissions:register", "print the least-privilege IAM policy (JSON) of one role: job, scheduler, data-scientist or oncall, scoped to the endpoint, buckets, prefixes and keys given"),
     "recommender": ("diversity_monitor.recommender.cli:register", "reference news recommender: generate data, train, serve"),
     "local": ("diversity_monitor.local.cli:register", "the embedded local stack: up, down, status, advance"),
 }

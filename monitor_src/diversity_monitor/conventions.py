@@ -195,6 +195,10 @@ ANALYSIS_WINDOW_EXTRA_HOURS = 2
 # --- what the platform says -------------------------------------------------------------------
 # An execution's FailureReason when the window has no captured data: no container starts.
 NO_CAPTURE_FAILURE = "Job inputs had no data"
+# A Stopped execution: past MaxRuntimeInSeconds or stopped by hand. AWS's words for the status (Model
+# Monitor introduction notebook, sm-model_monitor_introduction: "Stopped - The job exceeded max runtime
+# or was manually stopped"); the local stand-in gives them as the execution's FailureReason.
+STOPPED_EXECUTION_REASON = "The job exceeded max runtime or was manually stopped"
 # How a container's /opt/ml/output/message starts when it found violations (and the status it gets).
 COMPLETED_WITH_VIOLATIONS = "CompletedWithViolations"
 

@@ -301,13 +301,17 @@ def test_a_non_zero_exit_fails_with_the_containers_message_and_uploads_nothing(s
     assert "failing on purpose" in monitoring_scheduler.execution_log_path(platform, execution).read_text()
 
 
-def test_a_job_past_max_runtime_is_stopped_and_fails(stack, sagemaker):
+def test_a_job_past_max_runtime_is_stopped_not_failed(stack, sagemaker):
+    """AWS stops a job past MaxRuntimeInSeconds ([API] ProcessingStoppingCondition: "After the condition is
+    met, the processing job is stopped"); the execution is Stopped with AWS's words for that status."""
     platform, _ = stack
     world = World(platform)
     world.capture(8, 2)
     execution = run_once(stack, sagemaker, world, mode="sleep", max_runtime=1)
-    assert execution["MonitoringExecutionStatus"] == "Failed"
-    assert "MaxRuntimeInSeconds (1 s)" in execution["FailureReason"]
+    assert execution["MonitoringExecutionStatus"] == "Stopped"
+    assert execution["FailureReason"] == "The job exceeded max runtime or was manually stopped"
+    job = sagemaker.describe_processing_job(ProcessingJobName=execution["ProcessingJobArn"].rsplit("/", 1)[-1])
+    assert job["ProcessingJobStatus"] == "Stopped" and "FailureReason" not in job
     assert world.report_keys() == []
 
 
@@ -372,6 +376,14 @@ def test_daily_and_every_n_hours_schedules_fire_on_their_hours(stack, sagemaker)
     platform.advance(6 * 3600)  # to 14:30
     assert [item["ScheduledTime"] for item in executions(sagemaker, "daily")] == [utc(12)]
     assert sorted(item["ScheduledTime"] for item in executions(sagemaker, "every-2h")) == [utc(10), utc(12), utc(14)]
+    # Their windows: daily as AWS's BYOC inputs page documents it (05:00 run -> 06:00 the day before to 05:00),
+    # every N hours the N hours before the run.
+    daily = world.report("daily", 12, "contract.json")["env"]
+    assert (daily["start_time"], daily["end_time"]) == ("2027-10-30T13:00:00Z", "2027-10-31T12:00:00Z")
+    assert world.report("daily", 12, "contract.json")["records"] == 4  # hours 08-11 captured
+    every_2h = world.report("every-2h", 14, "contract.json")["env"]
+    assert (every_2h["start_time"], every_2h["end_time"]) == ("2027-10-31T12:00:00Z", "2027-10-31T14:00:00Z")
+    assert world.report("every-2h", 14, "contract.json")["records"] == 2
 
 
 def test_now_runs_once_on_the_next_minute_over_its_offsets(stack, sagemaker):

@@ -178,3 +178,23 @@ def test_live_traffic_violations_do_not_make_a_run_bad_evidence_about_its_config
     both = HourReport(at("2027-10-31T10:00:00"), "s3://r/10", {"diversity_monitor": {"mean": 2.0}},
                       [*live_only, {"feature_name": "top10_category_diversity", "description": "mean 2.00"}], ())
     assert both.status == "violations" and len(both.replay_violations) == 1
+
+
+def test_the_failed_run_runbook_reads_a_stopped_run_as_an_overrun_with_a_daily_window():
+    """A Stopped run is not a container failure; a daily schedule's window is the 23 hours AWS documents."""
+    spec = MonitorSpec(endpoint_name="recommender-prod", schedule_name="daily", image_uri="i", role_arn="r",
+                       validation_set="s3://b/v", catalog="s3://b/c", reports_s3_uri="s3://b/reports",
+                       schedule_expression="cron(0 5 ? * * *)", max_runtime_seconds=1800)
+    schedule = {"MonitoringScheduleName": "daily", "MonitoringScheduleStatus": "Scheduled",
+                "CreationTime": datetime(2027, 10, 1, tzinfo=timezone.utc),
+                "MonitoringScheduleConfig": {"ScheduleConfig": {"ScheduleExpression": spec.schedule_expression},
+                                             "MonitoringJobDefinition": monitoring_job_definition(spec)}}
+    run = datetime(2027, 10, 31, 5, tzinfo=timezone.utc)
+    window = failed_run.window_of(schedule, run)
+    assert (window.start, window.end) == (datetime(2027, 10, 30, 6, tzinfo=timezone.utc), run)
+    view = failed_run.ExecutionView("daily", "recommender-prod", run, "Stopped",
+                                    "The job exceeded max runtime or was manually stopped", "model-monitoring-1",
+                                    "Stopped", "", window.start, window.end, "s3://b/reports/x", ())
+    text = failed_run.execution_markdown(view, schedule)
+    assert "**Stopped, not failed**" in text and "MaxRuntimeInSeconds (1800 s)" in text
+    assert "Window analysed: 2027-10-30T06:00:00Z to 2027-10-31T05:00:00Z" in text

@@ -5,8 +5,15 @@ failed-run runbook that works out which runs should exist and which window a re-
 
 - `parse_schedule_expression`: the forms Model Monitor accepts [API: ScheduleConfig]:
   `cron(0 * ? * * *)` hourly, `cron(0 H ? * * *)` daily, `cron(0 H/N ? * * *)`, or `NOW`;
-- `analysis_window`: a run at HH:00 analyses [HH-1:00, HH:00) unless `DataAnalysisStartTime` /
-  `DataAnalysisEndTime` (ISO-8601 offsets such as `-PT1H`, required for `NOW`) move it.
+- `analysis_window`: what a run analyses when no `DataAnalysisStartTime` / `DataAnalysisEndTime`
+  (ISO-8601 offsets such as `-PT1H`, required for `NOW`) move it, by cadence (`Cadence.window`):
+  hourly, the hour before the run; every N hours (`cron(0 H/N ? * * *)`), the N hours before it;
+  daily, what AWS's BYOC inputs page documents: a run "scheduled to run at 05:00 UTC on
+  20/02/2020" gets start_time 2020-02-19T06:00:00Z and end_time 2020-02-20T05:00:00Z, i.e. the
+  23 hours from the hour after the previous day's run. No AWS page gives the every-N-hours
+  window; the kit takes the period (N hours), which leaves no hour unanalysed. The daily window
+  as documented leaves the hour after each run to no run: set DataAnalysisStartTime -PT24H to
+  cover it (README, "Schedules and windows").
 Cron matching is croniter's (installed with the `local` and `notebooks` extras); the container
 itself never needs this module.
 """
@@ -22,7 +29,8 @@ from croniter import croniter
 
 from diversity_monitor.clock import hours_overlapping
 
-DEFAULT_WINDOW = timedelta(hours=1)  # what a scheduled run analyses without DataAnalysis offsets
+DEFAULT_WINDOW = timedelta(hours=1)  # what an hourly run analyses without DataAnalysis offsets
+DAILY_WINDOW = timedelta(hours=23)  # a daily run's documented window (BYOC inputs page example, see above)
 MAX_WINDOW = timedelta(hours=24)  # DataAnalysisStartTime may precede the end by at most 24 h [API]
 SUPPORTED_EXPRESSIONS = (
     "cron(0 * ? * * *) (hourly), cron(0 H ? * * *) (daily at hour H, 0-23), "
@@ -47,6 +55,7 @@ class Cadence:
 
     expression: str
     crontab: str | None  # croniter's five-field form; None for NOW (fires once)
+    window: timedelta = DEFAULT_WINDOW  # what a run analyses without DataAnalysis offsets (module doc)
 
     @property
     def once(self) -> bool:
@@ -91,7 +100,13 @@ def parse_schedule_expression(expression: str) -> Cadence:
         raise ScheduleExpressionError(f"Invalid ScheduleExpression {expression!r}: it {problem}")
     hours = match["hours"] if match["step"] is None else f"{int(match['hour'])}/{int(match['step'])}"
     hours = hours if hours == "*" or "/" in hours else str(int(hours))
-    return Cadence(text, f"0 {hours} * * *")
+    if match["step"] is not None:
+        window = timedelta(hours=int(match["step"]))
+    elif match["hour"] is not None:
+        window = DAILY_WINDOW
+    else:
+        window = DEFAULT_WINDOW
+    return Cadence(text, f"0 {hours} * * *", window)
 
 
 def parse_offset(text: str, field: str) -> timedelta:
@@ -125,10 +140,13 @@ class Window:
 
 
 def analysis_window(schedule_config: dict, scheduled_time: datetime) -> Window:
-    """The window a run at `scheduled_time` analyses, from a ScheduleConfig."""
+    """The window a run at `scheduled_time` analyses, from a ScheduleConfig (its cadence's by default)."""
     start = schedule_config.get("DataAnalysisStartTime")
     end = schedule_config.get("DataAnalysisEndTime")
-    start_offset = parse_offset(start, "DataAnalysisStartTime") if start else -DEFAULT_WINDOW
+    if start:
+        start_offset = parse_offset(start, "DataAnalysisStartTime")
+    else:
+        start_offset = -parse_schedule_expression(schedule_config["ScheduleExpression"]).window
     end_offset = parse_offset(end, "DataAnalysisEndTime") if end else timedelta(0)
     scheduled = scheduled_time.astimezone(timezone.utc)
     return Window(scheduled + start_offset, scheduled + end_offset)

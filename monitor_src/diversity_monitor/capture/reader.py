@@ -45,6 +45,7 @@ from diversity_monitor.capture.record import (
     parse_inference_time,
     payload_document,
     typed_record_decoder,
+    unusual_shapes,
 )
 from diversity_monitor.capture.source import CaptureFile, CaptureSourceError, list_capture_files, open_lines
 from diversity_monitor.conventions import DEFAULT_TOP_K, REPLAY_INFERENCE_PREFIX
@@ -99,6 +100,8 @@ class ReadCounts:
     outside_window: int = 0  # valid records whose inferenceTime falls outside [start, end)
     replay_excluded: int = 0  # valid records in the window left out by exclude_inference_prefix
     skipped_files: list[str] = field(default_factory=list)
+    # Valid records with a field the kit does not read in another shape than a string (record.unusual_shapes).
+    shapes: Counter = field(default_factory=Counter)
 
     def merge(self, other: ReadCounts) -> ReadCounts:
         for name in (item.name for item in fields(self)):
@@ -154,7 +157,9 @@ def _file_records(
                                        envelope.data if envelope.encoding in text_encodings else decode_payload(envelope))
                 except refused:
                     try:
-                        record, moment = check_record(load_line(line))
+                        decoded = load_line(line)
+                        record, moment = check_record(decoded)
+                        counts.shapes.update(unusual_shapes(decoded))
                         envelope = record.captureData.endpointInput
                         if envelope is not None:
                             payload_document(envelope)
@@ -402,6 +407,7 @@ class CaptureStats:
     without_output: int
     unreadable_responses: MalformedLog
     accumulator: DiversityAccumulator
+    shapes: Counter = field(default_factory=Counter)  # unused fields met in other shapes than a string
 
     @property
     def live_lists(self) -> int:
@@ -420,6 +426,9 @@ class CaptureStats:
             "lines_read": self.lines_read,
             "records_read": self.records_read,
             "malformed": self.malformed.to_dict(),
+            # Fields the monitor does not read (eventId, customAttributes, observedContentType) accept any
+            # JSON value; the shapes met other than a string, with how many records had each.
+            "other_field_shapes": dict(sorted(self.shapes.items())),
             "outside_window": self.outside_window,
             "replay_excluded": self.replay_excluded,
             "without_output": self.without_output,
@@ -480,7 +489,7 @@ def live_diversity(
         skipped_files=listing.skipped, lines_read=counts.lines_read, records_read=counts.records_read,
         malformed=total.malformed, outside_window=counts.outside_window,
         replay_excluded=counts.replay_excluded, without_output=total.without_output,
-        unreadable_responses=total.unreadable, accumulator=total.accumulator,
+        unreadable_responses=total.unreadable, accumulator=total.accumulator, shapes=counts.shapes,
     )
 
 

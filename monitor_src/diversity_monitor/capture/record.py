@@ -254,9 +254,10 @@ def check_record(record: object) -> tuple[CaptureRecord, datetime]:
     endpoint_output = _checked_envelope(capture, "endpointOutput", "OUTPUT", OutputEnvelope)
     if endpoint_input is None and endpoint_output is None:
         raise MalformedRecord("missing-field", "captureData has neither endpointInput nor endpointOutput")
-    event_id = _member(metadata, "eventId", str, "eventMetadata.")
+    # Fields the kit does not use may hold any JSON value, or be absent (UNUSED_FIELDS).
+    event_id = metadata.get("eventId")
     inference_id = _optional(metadata, "inferenceId", "eventMetadata.")
-    custom_attributes = _optional(metadata, "customAttributes", "eventMetadata.")
+    custom_attributes = metadata.get("customAttributes")
     inference_time = _member(metadata, "inferenceTime", str, "eventMetadata.")
     moment = parse_inference_time(inference_time)
     checked = CaptureRecord(
@@ -265,6 +266,28 @@ def check_record(record: object) -> tuple[CaptureRecord, datetime]:
         version,
     )
     return checked, moment
+
+
+# What the kit reads from a record, and so what must have its documented type: the envelopes'
+# `mode`, `encoding` and `data`, `eventMetadata.inferenceTime` (the window) and `inferenceId` (replay
+# traffic is left out by its prefix). These it does not use, so any JSON value there is accepted
+# (AWS's docs name customAttributes without typing it; AWS's LLM-monitoring example has a list of
+# strings) and `unusual_shapes` reports the shapes met other than a string or absent.
+UNUSED_FIELDS = ("eventMetadata.eventId", "eventMetadata.customAttributes",
+                 "captureData.endpointInput.observedContentType", "captureData.endpointOutput.observedContentType")
+
+
+def unusual_shapes(record: dict) -> list[str]:
+    """`field: shape` for each UNUSED_FIELDS member of a decoded line that is neither a string nor
+    absent/null (`eventMetadata.customAttributes: a list`), for capture-stats to report."""
+    found = []
+    for path in UNUSED_FIELDS:
+        value: object = record
+        for part in path.split("."):
+            value = value.get(part) if type(value) is dict else None
+        if value is not None and type(value) is not str:
+            found.append(f"{path}: {_type(value)}")
+    return found
 
 
 def _checked_envelope(capture: dict, name: str, mode: str, struct: type):
@@ -280,7 +303,7 @@ def _checked_envelope(capture: dict, name: str, mode: str, struct: type):
     if encoding not in DECODERS:
         raise MalformedRecord("unknown-encoding", f"{where}encoding {encoding[:40]!r} is not one of {sorted(DECODERS)}")
     data = _member(envelope, "data", str, where)
-    return struct(mode, data, encoding, _optional(envelope, "observedContentType", where))
+    return struct(mode, data, encoding, envelope.get("observedContentType"))
 
 
 def _member(container: dict, key: str, expected: type, where: str):
@@ -337,7 +360,8 @@ def _decoded(envelope: InputEnvelope | OutputEnvelope | None) -> CapturedPayload
 
 
 def _type(value: object) -> str:
-    names = {dict: "an object", list: "a list", str: "a string", bool: "a boolean", type(None): "null"}
+    names = {dict: "an object", list: "a list", str: "a string", bool: "a boolean", type(None): "null",
+             int: "a number", float: "a number"}
     return names.get(type(value), f"a {type(value).__name__}")
 
 

@@ -82,7 +82,9 @@ class _S3Tree:
     def check(self, base: str) -> None:
         location = _parse(base)
         try:
-            storage.s3_client().head_bucket(Bucket=location.bucket)
+            # A listing of the source's own prefix, not HeadBucket: HeadBucket needs s3:ListBucket with no
+            # s3:prefix condition, which the kit's least-privilege policies do not grant (setup/permissions.py).
+            storage.s3_client().list_objects_v2(Bucket=location.bucket, Prefix=_folder_key(base), MaxKeys=1)
         except (ClientError, BotoCoreError) as error:
             raise CaptureSourceError(f"capture source {base} cannot be read: {_describe(error)}") from error
 

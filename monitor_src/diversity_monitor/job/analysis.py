@@ -104,7 +104,7 @@ def run_monitoring(context: MonitoringContext, *, progress: bool = False) -> Run
         },
         limits=context.limits,
         progress=progress,
-        live=LiveWindow(context.dataset_source, live_start(context), context.end_time),
+        live=LiveWindow(context.dataset_source or context.capture_source, live_start(context), context.end_time),
     )
     folder = context.report_folder
     folder.mkdir(parents=True, exist_ok=True)

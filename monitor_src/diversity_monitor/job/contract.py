@@ -13,6 +13,10 @@ The same container also runs as a plain Processing job (no Model Monitor): then 
 Model Monitor variables, the endpoint comes from `--endpoint-name`, `--put-metric-data` makes
 the job publish its own metrics and `--output-hour-folder` writes the reports under
 `yyyy/mm/dd/HH/` of `end_time`, Model Monitor's layout. Publishing both ways at once is refused.
+Nobody stages the window's capture for a plain job, so `--capture-s3-uri` (the endpoint's
+DataCaptureConfig.DestinationS3Uri) makes the live pass read `<uri>/<endpoint>/` for the window
+straight from S3; without `start_time` the window is the hour before `end_time` (the plain path is
+hourly, like Model Monitor's default window).
 
 What a run records about its inputs (`parameters.json`, the report) is the documented platform
 variables and our arguments only: user `Environment` entries and the host's variables (proxy
@@ -26,13 +30,14 @@ import json
 import os
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from diversity_monitor.aws import container_paths, service_schema
 from diversity_monitor.cli import number_option, whole_option
 from diversity_monitor.clock import parse_instant
 from diversity_monitor.conventions import (
+    ANALYSIS_WINDOW_EXTRA_HOURS,
     DEFAULT_MAX_LIST_OVERLAP,
     DEFAULT_MAX_SLOT_SHARE,
     DEFAULT_MAX_TOP_LIST_SHARE,
@@ -214,6 +219,9 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
                         help="publish metrics with PutMetricData (plain Processing job; not with Model Monitor)")
     parser.add_argument("--metrics-namespace", default=None, metavar="NS",
                         help=f"namespace for --put-metric-data (default {METRICS_NAMESPACE})")
+    parser.add_argument("--capture-s3-uri", default=None, metavar="URI",
+                        help="the endpoint's DataCaptureConfig.DestinationS3Uri: a plain Processing job reads the window's "
+                             "live traffic from there (Model Monitor stages it under dataset_source instead)")
     parser.add_argument("--output-hour-folder", action="store_true",
                         help="write the reports under <output_path>/yyyy/mm/dd/HH/ of end_time (UTC), Model Monitor's "
                              "layout, for a plain Processing job whose S3Output is <reports>/<endpoint>/<schedule>/")
@@ -301,6 +309,7 @@ class MonitoringContext:
     report_timeout: float
     replay: ReplaySettings
     output_hour_folder: bool = False
+    capture_source: str | None = None  # s3://.../<endpoint>/: the live pass's capture when nothing staged it
     live_window: float | None = None  # seconds at the end of the analysis window the live pass judges
     limits: Limits = field(default_factory=Limits)
     # The record of what this run was given: the documented platform variables as set, and the
@@ -428,6 +437,19 @@ def load_context(arguments: list[str], env: Mapping[str, str] | None = None) -> 
             "(set BaselineConfig.ConstraintsResource, or drop the baseline)"
         )
     source = env.get(ENV_DATASET_SOURCE)
+    capture_source = None
+    if args.capture_s3_uri:
+        if source:
+            raise ContractError(f"--capture-s3-uri and {ENV_DATASET_SOURCE} were both given: the window's capture "
+                                "is staged by Model Monitor; drop --capture-s3-uri under Model Monitor")
+        if not args.capture_s3_uri.startswith("s3://") or end is None:
+            raise ContractError(f"--capture-s3-uri {args.capture_s3_uri!r} needs an s3:// URI and environment variable "
+                                f"{ENV_END} (the window ends there)")
+        capture_source = f"{args.capture_s3_uri.rstrip('/')}/{endpoint}/"
+        # The window Model Monitor would stage for an hourly schedule (setup/schedule.analysis_window_config):
+        # the live period plus the extra hours, so both paths read and report the same window.
+        period = timedelta(seconds=args.live_window or DEFAULT_PERIOD_SECONDS)
+        start = start or end - min(period + timedelta(hours=ANALYSIS_WINDOW_EXTRA_HOURS), timedelta(hours=24))
     report_timeout = _report_timeout(args.report_timeout)
     replay = replay_settings(args)
     if replay.budget is None:
@@ -453,6 +475,7 @@ def load_context(arguments: list[str], env: Mapping[str, str] | None = None) -> 
         report_timeout=report_timeout,
         replay=replay,
         output_hour_folder=args.output_hour_folder,
+        capture_source=capture_source,
         live_window=args.live_window,
         limits=Limits.from_args(args),
         platform_environment={name: env[name] for name in PLATFORM_ENV if env.get(name) is not None},

@@ -49,13 +49,17 @@ class LiveMeasurement:
         return self.lists >= MIN_LIVE_LISTS
 
 
-def measure_live(dataset_source: Path | None, catalog: Mapping[str, str], k: int, start: datetime | None,
+def measure_live(dataset_source: Path | str | None, catalog: Mapping[str, str], k: int, start: datetime | None,
                  end: datetime | None, response_path: str) -> LiveMeasurement:
     if dataset_source is None:
-        return LiveMeasurement(None, "no dataset_source (not run by Model Monitor): live traffic not read")
-    if not Path(dataset_source).is_dir() or not any(Path(dataset_source).iterdir()):
+        return LiveMeasurement(None, "no dataset_source (not run by Model Monitor) and no --capture-s3-uri: "
+                                     "live traffic not read")
+    if str(dataset_source).startswith("s3://"):  # a plain Processing job reads the window from S3 itself
+        size = 0
+    elif not Path(dataset_source).is_dir() or not any(Path(dataset_source).iterdir()):
         return LiveMeasurement(None, "no capture in the window: live traffic not measured this hour")
-    size = sum(entry.stat().st_size for entry in Path(dataset_source).rglob("*.jsonl") if entry.is_file())
+    else:
+        size = sum(entry.stat().st_size for entry in Path(dataset_source).rglob("*.jsonl") if entry.is_file())
     try:
         stats = live_diversity(str(dataset_source), catalog, k=k, start=start, end=end,
                                exclude_inference_prefix=REPLAY_INFERENCE_PREFIX, response_path=response_path,

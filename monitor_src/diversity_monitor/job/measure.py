@@ -53,7 +53,7 @@ class Measurement:
 class LiveWindow:
     """Where the hour's capture is staged and which hour it is: the live pass's inputs."""
 
-    dataset_source: Path | None
+    dataset_source: Path | str | None  # staged folder (Model Monitor), or s3://... (plain Processing job)
     start: datetime | None
     end: datetime | None
 

@@ -23,7 +23,7 @@ from diversity_monitor.aws.schedule_expression import (
     parse_schedule_expression,
 )
 from diversity_monitor.clock import iso_z
-from diversity_monitor.conventions import COMPLETED_WITH_VIOLATIONS, NO_CAPTURE_FAILURE
+from diversity_monitor.conventions import COMPLETED_WITH_VIOLATIONS, NO_CAPTURE_FAILURE, STOPPED_EXECUTION_REASON
 from diversity_monitor.local import processing
 from diversity_monitor.local.errors import ValidationError
 from diversity_monitor.local.monitoring import (
@@ -112,9 +112,10 @@ def _execute(platform, schedule: dict, execution: dict, scheduled_time: datetime
     job = _processing_job(platform, schedule, capture_inputs, window, scheduled_time)
     _update_execution(platform, execution, MonitoringExecutionStatus="InProgress", ProcessingJobArn=job["ProcessingJobArn"])
     record = processing.run_processing_job(platform, job)
+    if record["ProcessingJobStatus"] == "Stopped":
+        return {"MonitoringExecutionStatus": "Stopped", "FailureReason": record.get("FailureReason") or STOPPED_EXECUTION_REASON}
     if record["ProcessingJobStatus"] != "Completed":
-        status = "Stopped" if record["ProcessingJobStatus"] == "Stopped" else "Failed"
-        return {"MonitoringExecutionStatus": status, "FailureReason": record.get("FailureReason", "Processing job failed")}
+        return {"MonitoringExecutionStatus": "Failed", "FailureReason": record.get("FailureReason", "Processing job failed")}
     if job["Environment"].get("publish_cloudwatch_metrics") == "Enabled":
         try:
             processing.publish_container_metrics(platform, job["ProcessingJobName"])

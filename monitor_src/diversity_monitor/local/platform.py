@@ -55,6 +55,8 @@ MODULES = (
     "diversity_monitor.local.metric_data",  # before monitoring and alarms: its journal is replayed at install
     "diversity_monitor.local.monitoring",
     "diversity_monitor.local.monitoring_scheduler",  # after the API it runs
+    "diversity_monitor.local.processing_jobs",  # CreateProcessingJob (the plain path's target)
+    "diversity_monitor.local.eventbridge_scheduler",  # fires moto's Scheduler schedules; after what they call
     "diversity_monitor.local.alarms",
     "diversity_monitor.local.dashboards",  # draws metric data: after metric_data's journal is replayed
 )
@@ -110,6 +112,7 @@ class LocalPlatform:
         self.url = url
         self.region = region
         self.hosting = None  # set by hosting.install: the live endpoints runtime routes to
+        self.processing_jobs = None  # set by processing_jobs.install: runs created Processing jobs
         self._operations: dict[tuple[str, str], Handler] = {}
         self._clients: dict[str, object] = {}
         self._clients_lock = threading.Lock()

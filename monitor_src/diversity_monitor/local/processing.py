@@ -12,7 +12,9 @@ Processing contract promises a container [PROC]:
   environment key that changes how a process starts, or a path leaving `/opt/ml` fails the job
   before anything runs (`run_safety`: here they would act on the host);
 - past `MaxRuntimeInSeconds` the process group is stopped (SIGINT, then SIGKILL, as Processing
-  does) and the job fails;
+  does) and the job ends `Stopped`, as StoppingCondition documents ("After the condition is met,
+  the processing job is stopped" [API: ProcessingStoppingCondition]); a stopped job has no
+  FailureReason (a Stopped status is not a failure) and uploads nothing;
 - exit code 0 completes the job and uploads every `LocalPath` output to its `S3Uri`; any other
   code fails it with `AlgorithmError`; `/opt/ml/output/message` becomes `ExitMessage` (1 KB).
 
@@ -83,7 +85,12 @@ class JobError(RuntimeError):
 
 
 class JobStopped(JobError):
-    """The stack stopped the job (`stop_running_jobs`): status Stopped, not an algorithm failure."""
+    """The job was stopped (MaxRuntimeInSeconds, StopProcessingJob, the stack stopping): status Stopped,
+    not an algorithm failure; `reason` is the FailureReason to record, None for none (AWS gives none)."""
+
+    def __init__(self, reason: str | None) -> None:
+        super().__init__(reason or "stopped")
+        self.reason = reason
 
 
 class MetricsFileError(ValueError):
@@ -145,7 +152,8 @@ def run_processing_job(host: JobHost, description: dict) -> dict:
     try:
         outcome = _run(host, record, folder)
     except JobStopped as error:
-        outcome = {"ProcessingJobStatus": "Stopped", "FailureReason": str(error)}
+        # AWS gives a stopped job no FailureReason; the local stack's own stop says it was the stack.
+        outcome = {"ProcessingJobStatus": "Stopped", **({"FailureReason": error.reason} if error.reason else {})}
     except JobError as error:
         outcome = {"ProcessingJobStatus": "Failed", "FailureReason": _clip(str(error), FAILURE_REASON_LIMIT)}
     except Exception as error:  # a bug or an outage must end the job visibly, not leave it InProgress
@@ -185,8 +193,9 @@ def _run(host: JobHost, record: dict, folder: JobFolder) -> dict:
     _write_job_config(record, folder)
 
     exit_code = _run_container(host, spec, record, folder, app.get("ContainerArguments"))
-    if _was_stopped(record["ProcessingJobName"]):
-        raise JobStopped("Stopped: the local stack stopped while the job was running")
+    stopped, reason = _was_stopped(record["ProcessingJobName"])
+    if stopped:
+        raise JobStopped(reason)
     exit_message = _exit_message(folder)
     outcome: dict = {"ExitMessage": exit_message} if exit_message else {}
     if exit_code != 0:
@@ -263,9 +272,8 @@ def _run_container(host: JobHost, spec: images.ImageSpec, record: dict, folder: 
         return process.wait(timeout=max_runtime)
     except subprocess.TimeoutExpired:
         stop_process(process, grace=STOP_GRACE_SECONDS, first=STOP_SIGNAL)
-        raise JobError(
-            f"ClientError: the job ran longer than StoppingCondition.MaxRuntimeInSeconds ({max_runtime} s) and was stopped"
-        ) from None
+        log.info("processing job %s ran past MaxRuntimeInSeconds (%s s): stopped", name, max_runtime)
+        raise JobStopped(None) from None
     except BaseException:  # the stack is being stopped (a signal): the container must not outlive it
         stop_process(process, grace=STOP_GRACE_SECONDS, first=STOP_SIGNAL)
         raise
@@ -277,7 +285,8 @@ def _run_container(host: JobHost, spec: images.ImageSpec, record: dict, folder: 
 # Containers running now, by job name: the stack stops them when it stops (they are processes of
 # this machine, so the registry is per process).
 _running: dict[str, subprocess.Popen] = {}
-_stopped: set[str] = set()
+_stopped: dict[str, str | None] = {}  # job name -> the FailureReason its stop gives (None: like AWS, none)
+STACK_STOPPED = "Stopped: the local stack stopped while the job was running"
 _running_lock = threading.Lock()
 
 
@@ -285,18 +294,29 @@ def stop_running_jobs() -> list[str]:
     """Stop every running job's process group; those jobs end with status Stopped."""
     with _running_lock:
         running = list(_running.items())
-        _stopped.update(name for name, _ in running)
+        _stopped.update((name, STACK_STOPPED) for name, _ in running)
     for _, process in running:
         stop_process(process, grace=STOP_GRACE_SECONDS, first=STOP_SIGNAL)
     return [name for name, _ in running]
 
 
-def _was_stopped(job_name: str) -> bool:
+def stop_job(job_name: str) -> bool:
+    """StopProcessingJob: stop one running job (it ends Stopped); False when it is not running here."""
+    with _running_lock:
+        process = _running.get(job_name)
+        if process is None:
+            return False
+        _stopped[job_name] = None
+    stop_process(process, grace=STOP_GRACE_SECONDS)
+    return True
+
+
+def _was_stopped(job_name: str) -> tuple[bool, str | None]:
+    """Whether the job was stopped on purpose, and the FailureReason that stop gives."""
     with _running_lock:
         if job_name in _stopped:
-            _stopped.discard(job_name)
-            return True
-        return False
+            return True, _stopped.pop(job_name)
+        return False, None
 
 
 def _exit_message(folder: JobFolder) -> str:

@@ -281,6 +281,12 @@ def execution_markdown(view: ExecutionView | None, schedule: dict) -> str:
     elif view.job_name:
         lines.append(f"- No report notebook was uploaded; the container log is in CloudWatch Logs, log group "
                      f"`/aws/sagemaker/ProcessingJobs`, stream prefix `{view.job_name}/`")
+    if view.status == "Stopped" or view.job_status == "Stopped":
+        limit = job_definition(schedule).get("StoppingCondition", {}).get("MaxRuntimeInSeconds")
+        lines.append(f"- **Stopped, not failed**: the job ran past StoppingCondition.MaxRuntimeInSeconds "
+                     f"({limit if limit is not None else 'the default'} s) or someone stopped it (StopProcessingJob). Nothing "
+                     "was uploaded and no metric published. If it ran out of time: raise MaxRuntimeInSeconds (at most the "
+                     "schedule's period) or make the run shorter, then re-run the hour (below)")
     if view.status == BEFORE_SCHEDULE:
         lines.append(f"- The schedule was created at {iso_z(schedule['CreationTime'])}: no run was due then; "
                      "a re-run (below) can still analyse that hour's window")

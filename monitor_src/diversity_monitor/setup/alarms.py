@@ -283,6 +283,12 @@ def superseded_alarms(spec: MonitorSpec, keep: str, client) -> list[str]:
     return found
 
 
+def child_alarm_requests(spec: MonitorSpec, tuned: Mapping | None = None) -> list[dict]:
+    """Every child alarm's PutMetricAlarm request (no actions), the diversity alarm first."""
+    return [diversity_alarm_request(spec, None, tuned), health_alarm_request(spec),
+            *sameness_alarm_requests(spec), *blindness_alarm_requests(spec)]
+
+
 def apply_alarms(spec: MonitorSpec, topic_arn: str, client=None, *, health_armed: bool | None = None,
                  tuned_request_uri: str | None = None) -> AlarmsApplied:
     """Create or update every child alarm and the composite in place, and delete the ones they supersede.
@@ -294,10 +300,10 @@ def apply_alarms(spec: MonitorSpec, topic_arn: str, client=None, *, health_armed
     must be for this alarm, metric and dimensions).
     """
     tuned = read_tuned_request(tuned_request_uri) if tuned_request_uri else None
-    diversity = diversity_alarm_request(spec, None, tuned)
     client = client or boto3.client("cloudwatch")
     armed = schedule_has_published(spec.schedule_name) if health_armed is None else health_armed
-    children = [diversity, health_alarm_request(spec), *sameness_alarm_requests(spec), *blindness_alarm_requests(spec)]
+    children = child_alarm_requests(spec, tuned)
+    diversity = children[0]
     for request in children:
         client.put_metric_alarm(**request)
     composite = composite_alarm_request(spec, topic_arn, health_armed=armed)

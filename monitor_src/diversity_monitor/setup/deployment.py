@@ -20,6 +20,7 @@ import boto3
 import pandas as pd
 
 from diversity_monitor.clock import as_utc, utcnow
+from diversity_monitor.setup.endpoint_support import check_supported
 
 _VARIANT_READ_ONLY = ("CurrentWeight", "DesiredWeight", "DeployedImages", "CurrentInstanceCount",
                       "DesiredInstanceCount", "VariantStatus", "CurrentServerlessConfig", "DesiredServerlessConfig")
@@ -62,14 +63,25 @@ def capture_state(endpoint_name: str, client=None) -> dict:
         "sampling_percentage": capture.get("InitialSamplingPercentage"),
         "capture_options": [option["CaptureMode"] for option in capture.get("CaptureOptions", [])],
         "json_content_types": (capture.get("CaptureContentTypeHeader") or {}).get("JsonContentTypes", []),
+        "kms_key": capture.get("KmsKeyId") or None,
     }
 
 
+def capture_kms_key(endpoint_name: str, client=None) -> str | None:
+    """The KMS key the endpoint's capture is encrypted with (DataCaptureConfig.KmsKeyId), if any."""
+    client = client or sagemaker_client()
+    config = client.describe_endpoint_config(
+        EndpointConfigName=client.describe_endpoint(EndpointName=endpoint_name)["EndpointConfigName"])
+    return (config.get("DataCaptureConfig") or {}).get("KmsKeyId") or None
+
+
 def data_capture_config(destination_s3_uri: str, sampling_percentage: int = 100,
-                        json_content_types: tuple[str, ...] = ("application/json",)) -> dict:
+                        json_content_types: tuple[str, ...] = ("application/json",), kms_key_id: str | None = None) -> dict:
+    """DataCaptureConfig; `kms_key_id` encrypts the captured objects (readers then need kms:Decrypt on it)."""
     if not 0 <= sampling_percentage <= 100:
         raise ValueError(f"sampling_percentage must be 0-100, got {sampling_percentage}")
     return {
+        **({"KmsKeyId": kms_key_id} if kms_key_id else {}),
         "EnableCapture": True,
         "InitialSamplingPercentage": sampling_percentage,
         "DestinationS3Uri": destination_s3_uri,
@@ -86,12 +98,14 @@ def new_config_name(endpoint_name: str, purpose: str, now: datetime | None = Non
 
 def enable_capture(endpoint_name: str, destination_s3_uri: str, sampling_percentage: int = 100,
                    json_content_types: tuple[str, ...] = ("application/json",), *, client=None,
-                   poll_seconds: float = 30) -> tuple[bool, str]:
+                   poll_seconds: float = 30, kms_key_id: str | None = None) -> tuple[bool, str]:
     """Returns (changed, message). Already capturing as asked: nothing changes."""
     client = client or sagemaker_client()
+    check_supported(endpoint_name, client)  # serverless endpoints cannot capture
     state = capture_state(endpoint_name, client)
-    wanted = data_capture_config(destination_s3_uri, sampling_percentage, json_content_types)
+    wanted = data_capture_config(destination_s3_uri, sampling_percentage, json_content_types, kms_key_id)
     if (state["capture_enabled"] and state["destination"] == destination_s3_uri
+            and state["kms_key"] == kms_key_id
             and state["sampling_percentage"] == sampling_percentage
             and set(state["json_content_types"]) == set(json_content_types)):
         return False, f"capture already on for {endpoint_name} ({state['config']}); nothing changed"

@@ -27,14 +27,19 @@ import copy
 import json
 from dataclasses import dataclass
 
+import boto3
+from botocore.exceptions import ClientError
+
 from diversity_monitor.aws import service_schema
-from diversity_monitor.setup.schedule import MonitorSpec
+from diversity_monitor.setup.endpoint_support import check_supported
+from diversity_monitor.setup.schedule import MonitorSpec, cluster_config
 
 UNIVERSAL_TARGET = "arn:aws:scheduler:::aws-sdk:sagemaker:createProcessingJob"
 HOURLY_SCHEDULER = "cron(0 * * * ? *)"  # EventBridge Scheduler's six-field cron: minute 0 of every hour
 EXECUTION_ID = "<aws.scheduler.execution-id>"
 SCHEDULED_TIME = "<aws.scheduler.scheduled-time>"
 SAMPLE_CONTEXT = {EXECUTION_ID: "d32c5kddcf5bb8c3", SCHEDULED_TIME: "2027-10-31T09:00:00Z"}
+JOB_PREFIX = "diversity-"  # job names: this + Scheduler's execution id (permissions.py scopes the scheduler role to it)
 BASELINE_LOCAL = "/opt/ml/processing/baseline"
 OUTPUT_LOCAL = "/opt/ml/processing/output"
 
@@ -46,6 +51,9 @@ class SchedulerSpec:
     group_name: str = "default"
     schedule_expression: str = HOURLY_SCHEDULER
     timezone: str = "UTC"
+    # The endpoint's DataCaptureConfig.DestinationS3Uri: the job reads the hour's live traffic there
+    # (`--capture-s3-uri`), since no platform stages it. None: replay figures only.
+    capture_s3_uri: str | None = None
 
 
 def validate(service: str, operation: str, request: dict, *, template: bool = False) -> dict:
@@ -57,12 +65,15 @@ def validate(service: str, operation: str, request: dict, *, template: bool = Fa
     return service_schema.validate_request(service, operation, request, constraints=not template)
 
 
-def processing_job_request(monitor: MonitorSpec, job_name: str = f"diversity-{EXECUTION_ID}",
-                           scheduled_time: str = SCHEDULED_TIME, schedule_name: str | None = None) -> dict:
+def processing_job_request(monitor: MonitorSpec, job_name: str = f"{JOB_PREFIX}{EXECUTION_ID}",
+                           scheduled_time: str = SCHEDULED_TIME, schedule_name: str | None = None,
+                           capture_s3_uri: str | None = None) -> dict:
     """CreateProcessingJob for one run of the monitor outside Model Monitor."""
     schedule_name = schedule_name or monitor.schedule_name
     arguments = ["--endpoint-name", monitor.endpoint_name, *monitor.container_arguments(), "--put-metric-data",
                  "--output-hour-folder"]
+    if capture_s3_uri:
+        arguments += ["--capture-s3-uri", capture_s3_uri]
     environment = {
         "end_time": scheduled_time,
         "metric_time": scheduled_time,
@@ -79,17 +90,19 @@ def processing_job_request(monitor: MonitorSpec, job_name: str = f"diversity-{EX
         environment["baseline_constraints"] = f"{BASELINE_LOCAL}/constraints.json"
     request = {
         "ProcessingJobName": job_name,
-        "ProcessingResources": {"ClusterConfig": {
-            "InstanceCount": 1, "InstanceType": monitor.instance_type, "VolumeSizeInGB": 20}},
+        "ProcessingResources": {"ClusterConfig": cluster_config(monitor)},
         "StoppingCondition": {"MaxRuntimeInSeconds": monitor.max_runtime_seconds},
         "AppSpecification": {"ImageUri": monitor.image_uri, "ContainerArguments": arguments},
         "Environment": environment,
         "ProcessingOutputConfig": {"Outputs": [{"OutputName": "report", "S3Output": {
             # Model Monitor's layout up to the schedule; --output-hour-folder adds yyyy/mm/dd/HH of end_time.
             "S3Uri": "/".join([monitor.reports_s3_uri.rstrip("/"), monitor.endpoint_name, schedule_name]) + "/",
-            "LocalPath": OUTPUT_LOCAL, "S3UploadMode": "EndOfJob"}}]},
+            "LocalPath": OUTPUT_LOCAL, "S3UploadMode": "EndOfJob"}}],
+            **({"KmsKeyId": monitor.output_kms_key} if monitor.output_kms_key else {})},
         "RoleArn": monitor.role_arn,
     }
+    if monitor.network_config():
+        request["NetworkConfig"] = monitor.network_config()
     if inputs:
         request["ProcessingInputs"] = inputs
     validate("sagemaker", "CreateProcessingJob", request, template=True)
@@ -107,7 +120,7 @@ def render(request: dict, context: dict[str, str] = SAMPLE_CONTEXT) -> dict:
 
 def schedule_request(monitor: MonitorSpec, scheduler: SchedulerSpec) -> dict:
     """CreateSchedule (Scheduler) whose target starts the Processing job each hour."""
-    job = processing_job_request(monitor, schedule_name=scheduler.schedule_name)
+    job = processing_job_request(monitor, schedule_name=scheduler.schedule_name, capture_s3_uri=scheduler.capture_s3_uri)
     request = {
         "Name": scheduler.schedule_name,
         "GroupName": scheduler.group_name,
@@ -132,3 +145,19 @@ def requests(monitor: MonitorSpec, scheduler: SchedulerSpec) -> dict:
     schedule = schedule_request(monitor, scheduler)
     job = json.loads(schedule["Target"]["Input"])
     return {"CreateSchedule": schedule, "CreateProcessingJob": job, "CreateProcessingJob (rendered)": render(copy.deepcopy(job))}
+
+
+def apply_processing_schedule(monitor: MonitorSpec, scheduler: SchedulerSpec, client=None, sagemaker_client=None) -> str:
+    """Create the Scheduler schedule, or update it when it exists. Returns "created" or "updated"."""
+    client = client or boto3.client("scheduler")
+    request = schedule_request(monitor, scheduler)
+    check_supported(monitor.endpoint_name, sagemaker_client)
+    try:
+        client.get_schedule(Name=scheduler.schedule_name, GroupName=scheduler.group_name)
+    except ClientError as error:
+        if error.response["Error"]["Code"] != "ResourceNotFoundException":
+            raise
+        client.create_schedule(**request)
+        return "created"
+    client.update_schedule(**request)
+    return "updated"

@@ -27,11 +27,17 @@ from diversity_monitor.conventions import (
     diversity_metric,
 )
 from diversity_monitor.job.contract import LIMIT_ARGUMENTS, Limits, limit_arguments
+from diversity_monitor.setup.endpoint_support import check_supported
 
 HOURLY = "cron(0 * ? * * *)"
 PUBLISHED = ("Completed", "CompletedWithViolations")  # execution statuses that published metrics
 # The spec's own fields own these arguments; repeating one in extra_arguments would make two truths.
 _OWNED_ARGUMENTS = ("--validation-set", "--catalog", "--min-diversity", "--top-k", "--live-window", *LIMIT_ARGUMENTS)
+NETWORK_ISOLATION_REFUSED = (
+    "enable_network_isolation: with NetworkConfig.EnableNetworkIsolation the container can make no outbound call, so "
+    "the monitor could not replay its sessions against the endpoint (InvokeEndpoint) nor read its validation set: "
+    "every run would fail. Use subnets and security_group_ids (a VPC with the endpoints README lists) to keep the "
+    "job's traffic private instead.")
 
 
 @dataclass(frozen=True)
@@ -55,8 +61,20 @@ class MonitorSpec:
     extra_arguments: tuple[str, ...] = ()
     environment: dict[str, str] = field(default_factory=dict)
     runbook_url: str | None = None  # where the on-call opens runbooks/README.md (a pager email needs a link)
+    # A private network: the job's ENIs go in these subnets with these security groups (NetworkConfig.VpcConfig).
+    # Without a NAT gateway the subnets need VPC endpoints (README, "Private networks").
+    subnets: tuple[str, ...] = ()
+    security_group_ids: tuple[str, ...] = ()
+    output_kms_key: str | None = None  # encrypts the reports in S3 (MonitoringOutputConfig.KmsKeyId)
+    volume_kms_key: str | None = None  # encrypts the job's storage volume (ClusterConfig.VolumeKmsKeyId)
+    enable_network_isolation: bool = False  # refused: see NETWORK_ISOLATION_REFUSED
 
     def __post_init__(self) -> None:
+        if self.enable_network_isolation:
+            raise ValueError(NETWORK_ISOLATION_REFUSED)
+        if bool(self.subnets) != bool(self.security_group_ids):
+            raise ValueError("subnets and security_group_ids go together (NetworkConfig.VpcConfig needs both); "
+                             f"got subnets={list(self.subnets)}, security_group_ids={list(self.security_group_ids)}")
         owned = [arg for arg in self.extra_arguments if arg.split("=", 1)[0] in _OWNED_ARGUMENTS]
         if owned:
             raise ValueError(f"extra_arguments {owned}: set these through MonitorSpec's own fields "
@@ -72,12 +90,27 @@ class MonitorSpec:
         """The metric the job publishes for this spec's k, and so the one the diversity alarm watches."""
         return diversity_metric(self.top_k, "mean")
 
+    def network_config(self) -> dict | None:
+        """NetworkConfig for the job: the VPC when one is given; never network isolation."""
+        if not self.subnets:
+            return None
+        return {"EnableNetworkIsolation": False,
+                "VpcConfig": {"Subnets": list(self.subnets), "SecurityGroupIds": list(self.security_group_ids)}}
+
     def container_arguments(self) -> list[str]:
         live = live_window_seconds(self.schedule_expression)
         return ["--validation-set", self.validation_set, "--catalog", self.catalog,
                 *(["--live-window", str(live)] if live else []),
                 "--min-diversity", f"{self.min_diversity:g}", "--top-k", str(self.top_k),
                 *limit_arguments(self.limits), *self.extra_arguments]
+
+
+def cluster_config(spec: MonitorSpec) -> dict:
+    """One instance; its volume encrypted with `volume_kms_key` when given (both paths use this)."""
+    config = {"InstanceCount": 1, "InstanceType": spec.instance_type, "VolumeSizeInGB": 20}
+    if spec.volume_kms_key:
+        config["VolumeKmsKeyId"] = spec.volume_kms_key
+    return config
 
 
 def analysis_window_config(expression: str) -> dict:
@@ -111,9 +144,8 @@ def monitoring_job_definition(spec: MonitorSpec) -> dict:
             "S3Uri": spec.reports_s3_uri,
             "LocalPath": str(PROCESSING_OUTPUT),
             "S3UploadMode": "EndOfJob",
-        }}]},
-        "MonitoringResources": {"ClusterConfig": {
-            "InstanceCount": 1, "InstanceType": spec.instance_type, "VolumeSizeInGB": 20}},
+        }}], **({"KmsKeyId": spec.output_kms_key} if spec.output_kms_key else {})},
+        "MonitoringResources": {"ClusterConfig": cluster_config(spec)},
         "MonitoringAppSpecification": {
             "ImageUri": spec.image_uri,
             "ContainerArguments": spec.container_arguments(),
@@ -123,6 +155,8 @@ def monitoring_job_definition(spec: MonitorSpec) -> dict:
     }
     if spec.environment:
         definition["Environment"] = dict(spec.environment)
+    if spec.network_config():
+        definition["NetworkConfig"] = spec.network_config()
     if spec.baseline_s3_uri:
         base = spec.baseline_s3_uri.rstrip("/")
         definition["BaselineConfig"] = {
@@ -147,6 +181,7 @@ def apply_schedule(spec: MonitorSpec, client=None) -> str:
     """Create the schedule, or update it when it exists. Returns "created" or "updated"."""
     client = client or boto3.client("sagemaker")
     request = schedule_request(spec)
+    check_supported(spec.endpoint_name, client)
     try:
         client.describe_monitoring_schedule(MonitoringScheduleName=spec.schedule_name)
     except ClientError as error:
