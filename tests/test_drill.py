@@ -31,7 +31,8 @@ from helpers.paths import AUDIT_DIR, NOTEBOOKS, RUNBOOKS
 
 pytestmark = pytest.mark.slow
 
-DIVERSITY_ALARM = "recommender-prod-diversity-below-floor"
+DIVERSITY_ALARM = "recommender-prod-diversity-below-floor"  # the child that fires for this incident
+PAGE_ALARM = "recommender-prod-diversity-page"  # the composite: the only alarm that pages
 PAGED_AT = "2027-10-31T10:05:00Z"  # five minutes after the second bad run: the alarm has paged
 
 
@@ -125,7 +126,9 @@ def test_drill_stops_at_the_page_and_says_what_to_do(rehearsal):
     printed, record = rehearsal["drill_output"], rehearsal["drill"]
     assert rehearsal["alarm_at_page"] == "ALARM"
     assert record["as_of"] == PAGED_AT
-    assert f'ALARM: "{DIVERSITY_ALARM}"' in printed and "PAGE  2027-10-31T10:01" in printed
+    page_line = next(line for line in printed.splitlines() if line.startswith("PAGE  "))
+    assert page_line.startswith("PAGE  2027-10-31T10:01") and f'ALARM: "{PAGE_ALARM}"' in page_line
+    assert DIVERSITY_ALARM in page_line.split("  <- ", 1)[1].split(", ")  # the children that fired it, the floor's among them
     assert f"endpoint_url = {record['url']!r}" in printed and f"as_of = {PAGED_AT!r}" in printed
     assert "jupyter lab runbooks/diversity_alarm.ipynb" in printed
     assert "confirm_rollback" in printed and "local advance 2h" in printed and "local down" in printed

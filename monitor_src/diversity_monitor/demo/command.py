@@ -189,8 +189,7 @@ def _demo(args: argparse.Namespace) -> int:
     print(result["timeline"].to_string(index=False))
     print("\nPager (SNS -> SQS) received:")
     for message in result["pager"]:
-        fired = ", ".join(child["Arn"].rsplit(":", 1)[-1] for child in message.get("TriggeringChildren", []))
-        print(f"  {message.get('StateChangeTime', '')}  {message.get('Subject')}" + (f"  <- {fired}" if fired else ""))
+        print(f"  {IncidentScenario.pager_line(message)}")
     shown = output
     latest = DEMO_ROOT / "latest"
     if args.output is None and latest.resolve() == output.resolve():

@@ -82,7 +82,9 @@ def run_drill(output: Path, plan: ScenarioPlan, port: int = DEFAULT_PORT, progre
         scenario = IncidentScenario(workdir=output / "work", advance=stack_clock.advance, now=stack_clock.now, plan=plan)
         steps = run_with_progress(scenario, progress, until_page=True)
         pager = scenario.pager_messages()
-        alarm = boto3.client("cloudwatch").describe_alarms(AlarmNames=scenario.alarm_names[:1])["MetricAlarms"][0]
+        # What paged: the composite alarm (the runbook resolves the child that fired it).
+        alarm = boto3.client("cloudwatch").describe_alarms(
+            AlarmNames=[scenario.page_alarm], AlarmTypes=["CompositeAlarm"])["CompositeAlarms"][0]
     except BaseException:
         os.kill(record["pid"], signal.SIGTERM)  # a drill that did not reach the page leaves no stack behind
         raise
@@ -107,7 +109,7 @@ def instructions(drill: dict, output: Path) -> str:
                  f"-p as_of {drill['as_of']} -p alarm_name {drill['alarm_name']}")
     return "\n".join([
         "",
-        f"PAGE  {page.get('StateChangeTime', '?')}  {page.get('Subject', 'no page received (see the alarm state)')}",
+        f"PAGE  {IncidentScenario.pager_line(page)}" if page else "PAGE  ?  no page received (see the alarm state)",
         f"      alarm {drill['alarm_name']} is {drill['alarm_state']}; the regressed model is live.",
         "",
         f"The local stack keeps serving on {drill['url']}, its simulated clock stopped at {drill['as_of']}",

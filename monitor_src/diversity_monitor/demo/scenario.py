@@ -226,6 +226,12 @@ class IncidentScenario:
             target += timedelta(hours=1)
         return (target - now).total_seconds()
 
+    @staticmethod
+    def pager_line(message: dict) -> str:
+        """A page as the demo and the drill print it: when, subject, and the child alarms that fired it."""
+        fired = ", ".join(child["Arn"].rsplit(":", 1)[-1] for child in message.get("TriggeringChildren", []))
+        return f"{message.get('StateChangeTime', '')}  {message.get('Subject')}" + (f"  <- {fired}" if fired else "")
+
     def pager_messages(self) -> list[dict]:
         sqs = boto3.client("sqs")
         messages = []

@@ -677,8 +677,10 @@ def no_data_verdict(history: CaptureHistory, capture_on: bool, window_start: dat
             "with the schedule's ContainerArguments; the next scheduled run then starts.")
 
 
-def no_data_markdown(view: ExecutionView, schedule: dict) -> str:
+def no_data_markdown(view: ExecutionView | None, schedule: dict) -> str:
     """Section 6 of the failed-run runbook: only for a run that failed with no data."""
+    if view is None:  # a healthy schedule: the runbook already said there is nothing to diagnose
+        return "No failed run: nothing to tell apart here."
     if not re.search(CAUSES_BY_KEY["no_data"].pattern, view.failure_text or "", re.IGNORECASE):
         return "Not a no-data failure: nothing to tell apart here."
     endpoint = boto3.client("sagemaker").describe_endpoint(EndpointName=view.endpoint_name)
