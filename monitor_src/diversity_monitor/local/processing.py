@@ -172,17 +172,7 @@ def _run(host: JobHost, record: dict, folder: JobFolder) -> dict:
     except images.ImageNotFound as error:
         raise JobError(f"ClientError: {error}") from error
     # Whoever described the job (the monitoring scheduler, a handler), nothing it names runs on the host.
-    local_paths = {f"ProcessingInputs[{n}].S3Input.LocalPath": item["S3Input"]["LocalPath"]
-                   for n, item in enumerate(record.get("ProcessingInputs", [])) if "S3Input" in item}
-    local_paths.update({f"ProcessingOutputConfig.Outputs[{n}].S3Output.LocalPath": item["S3Output"]["LocalPath"]
-                        for n, item in enumerate(record.get("ProcessingOutputConfig", {}).get("Outputs", []))
-                        if "S3Output" in item})
-    problems = [
-        *run_safety.entrypoint_problems(app, "AppSpecification"),
-        *run_safety.argument_problems(app.get("ContainerArguments"), "AppSpecification.ContainerArguments"),
-        *run_safety.environment_problems(record.get("Environment"), "Environment"),
-        *run_safety.processing_path_problems(local_paths),
-    ]
+    problems = run_safety.processing_job_problems(record)
     if problems:
         raise JobError(f"ClientError: {'; '.join(problems)}")
 

@@ -52,18 +52,8 @@ def _check(platform, params: dict) -> None:
         images.resolve(params["AppSpecification"]["ImageUri"])
     except images.ImageNotFound as error:
         raise ValidationError(f"AppSpecification.ImageUri: {error}") from None
-    paths = {f"ProcessingInputs[{n}].S3Input.LocalPath": item["S3Input"]["LocalPath"]
-             for n, item in enumerate(params.get("ProcessingInputs", [])) if "S3Input" in item}
-    paths.update({f"ProcessingOutputConfig.Outputs[{n}].S3Output.LocalPath": item["S3Output"]["LocalPath"]
-                  for n, item in enumerate(params.get("ProcessingOutputConfig", {}).get("Outputs", []))
-                  if "S3Output" in item})
-    app = params["AppSpecification"]
-    run_safety.refuse([  # what would act on this machine rather than in a container (run_safety's doc)
-        *run_safety.processing_path_problems(paths),
-        *run_safety.entrypoint_problems(app, "AppSpecification"),
-        *run_safety.argument_problems(app.get("ContainerArguments"), "AppSpecification.ContainerArguments"),
-        *run_safety.environment_problems(params.get("Environment"), "Environment"),
-    ])
+    # what would act on this machine rather than in a container (run_safety's doc)
+    run_safety.refuse(run_safety.processing_job_problems(params))
 
 
 def create_processing_job(platform, params: dict, *, inline: bool = False) -> dict:

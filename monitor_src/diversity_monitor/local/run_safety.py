@@ -96,6 +96,23 @@ def _host_path(value: str) -> bool:
     return text.startswith("/") and not within(text)
 
 
+def processing_job_problems(description: Mapping) -> list[str]:
+    """Every problem of a CreateProcessingJob-shaped description (the API handler checks it; the
+    runner checks it again for jobs described by the stack's own modules)."""
+    app = description.get("AppSpecification", {})
+    paths = {f"ProcessingInputs[{n}].S3Input.LocalPath": item["S3Input"]["LocalPath"]
+             for n, item in enumerate(description.get("ProcessingInputs", [])) if "S3Input" in item}
+    paths.update({f"ProcessingOutputConfig.Outputs[{n}].S3Output.LocalPath": item["S3Output"]["LocalPath"]
+                  for n, item in enumerate(description.get("ProcessingOutputConfig", {}).get("Outputs", []))
+                  if "S3Output" in item})
+    return [
+        *entrypoint_problems(app, "AppSpecification"),
+        *argument_problems(app.get("ContainerArguments"), "AppSpecification.ContainerArguments"),
+        *environment_problems(description.get("Environment"), "Environment"),
+        *processing_path_problems(paths),
+    ]
+
+
 def refuse(problems: list[str]) -> None:
     if problems:
         raise ValidationError("; ".join(problems))
