@@ -222,6 +222,13 @@ _READ_ENDPOINT_CONFIG = ("sagemaker:DescribeEndpointConfig",)
 
 # UpdateEndpoint is authorised on the endpoint and on the config it moves to.
 _UPDATE_ENDPOINT = Grant("Deploy", ("sagemaker:UpdateEndpoint",), lambda s: [s.endpoint_arn, s.endpoint_config_arn])
+# Lists and metric reads the data scientist and the on-call both make; these actions take no resource scope.
+_LIST_WITHOUT_RESOURCE_SCOPE = Grant(
+    "ListWithoutResourceScope",
+    ("sagemaker:ListEndpointConfigs", "sagemaker:ListMonitoringSchedules", "sagemaker:ListMonitoringExecutions",
+     "cloudwatch:ListMetrics", "cloudwatch:GetMetricData", "cloudwatch:GetMetricStatistics",
+     "cloudwatch:GetMetricWidgetImage"),
+    _everything)
 
 
 def _monitoring_jobs(scope: Scope) -> list[str]:
@@ -282,11 +289,7 @@ GRANTS: dict[str, tuple[Grant, ...]] = {
               lambda s: [s.endpoint_config_arn]),
         # setup/endpoint_support.py: is a served model multi-model? (model names are the deployer's, not the kit's)
         Grant("ServedModels", ("sagemaker:DescribeModel",), lambda s: [s.sagemaker("model/*")]),
-        Grant("ListWithoutResourceScope", ("sagemaker:ListEndpointConfigs", "sagemaker:ListMonitoringSchedules",
-                                            "sagemaker:ListMonitoringExecutions",
-                                            "cloudwatch:ListMetrics", "cloudwatch:GetMetricData",
-                                            "cloudwatch:GetMetricStatistics", "cloudwatch:GetMetricWidgetImage"),
-              _everything),
+        _LIST_WITHOUT_RESOURCE_SCOPE,
         Grant("MonitoringSchedule", ("sagemaker:CreateMonitoringSchedule", "sagemaker:UpdateMonitoringSchedule",
                                      "sagemaker:DescribeMonitoringSchedule"), _schedules, requires=("schedule_name",)),
         Grant("MonitoringJobs", ("sagemaker:DescribeProcessingJob",), _monitoring_jobs),
@@ -309,11 +312,7 @@ GRANTS: dict[str, tuple[Grant, ...]] = {
         Grant("EndpointVerify", (*_READ_ENDPOINT, "sagemaker:InvokeEndpoint"), lambda s: [s.endpoint_arn]),
         _UPDATE_ENDPOINT,
         Grant("EndpointConfigs", _READ_ENDPOINT_CONFIG, lambda s: [s.endpoint_config_arn]),
-        Grant("ListWithoutResourceScope", ("sagemaker:ListEndpointConfigs", "sagemaker:ListMonitoringSchedules",
-                                            "sagemaker:ListMonitoringExecutions",
-                                            "cloudwatch:ListMetrics", "cloudwatch:GetMetricData",
-                                            "cloudwatch:GetMetricStatistics", "cloudwatch:GetMetricWidgetImage"),
-              _everything),
+        _LIST_WITHOUT_RESOURCE_SCOPE,
         # A failed hour is re-run as a one-off NOW schedule named after the schedule (runbooks/monitor_job_failed).
         # (tagged with the hour it re-runs: creating with Tags needs sagemaker:AddTags)
         Grant("MonitoringSchedule", ("sagemaker:DescribeMonitoringSchedule", "sagemaker:CreateMonitoringSchedule",
